@@ -1,0 +1,42 @@
+# Two commands: `make run` (the main job on its defaults) and `make test`.
+# Both create .venv when missing and install what they need; a second call installs nothing.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+SHARED ?= $(abspath ../shared)
+
+# Offline, quiet, local-only settings for Prefect, MLflow, datasets and NLTK.
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export DO_NOT_TRACK := 1
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
+export HF_HUB_OFFLINE := 1
+export HF_DATASETS_OFFLINE := 1
+export NLTK_DATA ?= $(SHARED)/data/nltk_data
+
+.PHONY: run test bench install clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# torch first, pinned: the CPU wheel on this machine (a looser pin pulls a multi-GB CUDA build)
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[test,bench]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/python -m flows.classification sample
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+# Slow tests and benchmarks on ../shared/data (see docs/benchmarks.md)
+bench: $(STAMP)
+	$(BIN)/python -m pytest -q -m slow
+	$(BIN)/python benchmarks/bag_vs_fasttext.py
+
+clean:
+	rm -rf .lowlm mlruns/mlflow.db mlruns/artifacts .pytest_cache

@@ -1,0 +1,1 @@
+"""Prefect flows: the DAGs, one per kind of job."""

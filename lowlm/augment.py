@@ -1,0 +1,72 @@
+"""Training-data augmentation with nlpaug: word swaps and deletions, WordNet synonyms, spelling and
+keyboard noise. Each augmented row keeps its source row's label.
+
+WordNet needs NLTK data on disk: set ``NLTK_DATA`` (the project's Makefile points it at
+``../shared/data/nltk_data``); nothing is downloaded.
+
+>>> rows = augment_texts(["the film was great fun"], [1], ["random_swap"], copies=1, seed=0)
+>>> len(rows), rows[0][1]
+(1, 1)
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Sequence
+
+import numpy as np
+
+
+def make_augmenter(method: str):
+    """An nlpaug augmenter by our short name."""
+    import nlpaug.augmenter.char as nac
+    import nlpaug.augmenter.word as naw
+
+    if method == "random_swap":
+        return naw.RandomWordAug(action="swap", aug_p=0.15)
+    if method == "random_delete":
+        return naw.RandomWordAug(action="delete", aug_p=0.1)
+    if method == "synonym":
+        _check_wordnet()
+        return naw.SynonymAug(aug_src="wordnet", aug_p=0.15)
+    if method == "spelling":
+        return naw.SpellingAug(aug_p=0.1)
+    if method == "char_keyboard":
+        return nac.KeyboardAug(aug_char_p=0.1, aug_word_p=0.1)
+    raise ValueError(f"unknown augmentation method {method!r}")
+
+
+def _check_wordnet() -> None:
+    import nltk
+
+    for resource in ("corpora/wordnet.zip", "taggers/averaged_perceptron_tagger_eng.zip"):
+        try:
+            nltk.data.find(resource)
+        except LookupError:
+            raise RuntimeError(
+                f"NLTK resource {resource!r} not found (searched {nltk.data.path}); "
+                "set NLTK_DATA to a folder holding WordNet and the POS tagger, e.g. ../shared/data/nltk_data"
+            ) from None
+
+
+def augment_texts(texts: Sequence[str], labels: Sequence[int], methods: Sequence[str], copies: int = 1,
+                  fraction: float = 1.0, seed: int = 13) -> list[tuple[str, int, str]]:
+    """New ``(text, label, method)`` rows from a seeded ``fraction`` of the inputs.
+
+    Outputs identical to their source (nothing to change in a one-word text) are dropped.
+    """
+    random.seed(seed)
+    np.random.seed(seed)
+    rng = random.Random(seed)
+    chosen = [i for i in range(len(texts)) if rng.random() < fraction]
+    out: list[tuple[str, int, str]] = []
+    for method in methods:
+        augmenter = make_augmenter(method)
+        sources = [texts[i] for i in chosen]
+        for _ in range(copies):
+            results = augmenter.augment(sources) if sources else []
+            for i, new in zip(chosen, results):
+                new = new[0] if isinstance(new, list) else new
+                if new and new.strip() and new != texts[i]:
+                    out.append((new, labels[i], method))
+    return out

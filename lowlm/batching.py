@@ -1,0 +1,71 @@
+"""Encoded examples -> padded mini-batches, grouped by length so padding (and RNN time) stays small."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import torch
+
+from lowlm.tokenizer import PAD_ID, UNK_ID
+
+
+@dataclass
+class Batch:
+    ids: torch.Tensor  # (B, T) right-padded
+    lengths: torch.Tensor  # (B,)
+    labels: torch.Tensor | None  # (B,)
+    index: torch.Tensor  # (B,) positions in the source list, to restore order
+
+
+def pad(rows: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad id lists; an empty row becomes one ``[UNK]`` so nothing is all padding.
+
+    >>> ids, lengths = pad([[5, 6], [7]]); ids.tolist(), lengths.tolist()
+    ([[5, 6], [7, 0]], [2, 1])
+    """
+    rows = [r if len(r) else [UNK_ID] for r in rows]
+    lengths = torch.tensor([len(r) for r in rows], dtype=torch.long)
+    out = torch.full((len(rows), int(lengths.max()) if len(rows) else 0), PAD_ID, dtype=torch.long)
+    for i, r in enumerate(rows):
+        out[i, : len(r)] = torch.as_tensor(r, dtype=torch.long)
+    return out, lengths
+
+
+class Batches:
+    """Re-iterable batches over encoded rows.
+
+    With ``shuffle``, each pass draws a new seeded order, cuts it into chunks of ``50 * batch_size``,
+    sorts each chunk by length and shuffles the resulting batches: random, yet little padding.
+    Without it, rows are sorted by length and ``Batch.index`` restores the original order.
+    """
+
+    def __init__(self, ids: Sequence[Sequence[int]], labels: Sequence[int] | None = None, batch_size: int = 32,
+                 shuffle: bool = False, seed: int = 0):
+        self.ids = list(ids)
+        self.labels = None if labels is None else torch.as_tensor(list(labels), dtype=torch.long)
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.generator = torch.Generator().manual_seed(seed)
+        self.lengths = torch.tensor([len(r) for r in self.ids], dtype=torch.long)
+
+    def __len__(self) -> int:
+        return (len(self.ids) + self.batch_size - 1) // self.batch_size
+
+    def _order(self) -> list[torch.Tensor]:
+        n = len(self.ids)
+        if not self.shuffle:
+            order = torch.argsort(self.lengths, stable=True)
+            return list(order.split(self.batch_size))
+        perm = torch.randperm(n, generator=self.generator)
+        chunks = []
+        for chunk in perm.split(self.batch_size * 50):
+            chunk = chunk[torch.argsort(self.lengths[chunk], stable=True)]
+            chunks.extend(chunk.split(self.batch_size))
+        return [chunks[i] for i in torch.randperm(len(chunks), generator=self.generator).tolist()]
+
+    def __iter__(self) -> Iterator[Batch]:
+        for index in self._order():
+            ids, lengths = pad([self.ids[i] for i in index.tolist()])
+            labels = None if self.labels is None else self.labels[index]
+            yield Batch(ids, lengths, labels, index)

@@ -1,0 +1,335 @@
+"""Labelled text corpora: read any of the usual layouts through ``datasets``, validate, split, digest.
+
+>>> corpus = load_corpus(CorpusConfig(path="data/sample/intents.csv"))   # doctest: +SKIP
+>>> corpus.labels, {s: len(d) for s, d in corpus.splits.items()}         # doctest: +SKIP
+
+Every split ends with two columns, ``text`` (str) and ``label`` (int index into ``corpus.labels``).
+Errors name the file, the row (1-based data row; line number for line files) and the field.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import datasets
+import pandas as pd
+
+from lowlm.config import CorpusConfig
+
+SPLIT_PATTERNS = {
+    "train": re.compile(r"^(train|training)", re.I),
+    "validation": re.compile(r"^(dev|val|valid|validation)", re.I),
+    "test": re.compile(r"^test", re.I),
+}
+EXTENSION_FORMATS = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".jsonl": "jsonl",
+    ".json": "jsonl",
+    ".parquet": "parquet",
+    ".txt": "tab_lines",
+    ".label": "trec",
+}
+DATA_SUFFIXES = set(EXTENSION_FORMATS)
+
+
+class CorpusError(ValueError):
+    """A corpus that cannot be used as given; the message says where and what was expected."""
+
+
+@dataclass
+class Corpus:
+    """Splits with ``text``/``label`` columns, the label names, and where each split came from."""
+
+    splits: datasets.DatasetDict
+    labels: list[str]
+    sources: dict[str, str] = field(default_factory=dict)
+    digests: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name, split in self.splits.items():
+            self.digests.setdefault(name, split_digest(split["text"], split["label"], self.labels))
+
+    def frame(self, split: str) -> pd.DataFrame:
+        """The split as a DataFrame with the label names (not indices)."""
+        data = self.splits[split]
+        return pd.DataFrame({"text": data["text"], "label": [self.labels[i] for i in data["label"]]})
+
+    def save(self, folder: str | Path) -> dict[str, str]:
+        """Write each split as Parquet (label names, not indices); returns split -> path."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        paths = {}
+        for name in self.splits:
+            path = folder / f"{name}.parquet"
+            self.frame(name).to_parquet(path, index=False)
+            paths[name] = str(path)
+        return paths
+
+
+def split_digest(texts, labels, label_names) -> str:
+    """Content digest of a split: row order, texts and label names all count.
+
+    >>> split_digest(["a", "b"], [0, 1], ["x", "y"]) == split_digest(["a", "b"], [0, 1], ["x", "y"])
+    True
+    """
+    h = hashlib.sha256()
+    for text, label in zip(texts, labels):
+        h.update(f"{label_names[label]}\t{text}\n".encode("utf-8"))
+    return h.hexdigest()[:16]
+
+
+# ----------------------------------------------------------------------------------------- reading
+
+
+def _format_of(path: Path, fmt: str) -> str:
+    if fmt != "auto":
+        return fmt
+    suffixes = [s for s in path.suffixes if s != ".gz"]
+    suffix = suffixes[-1].lower() if suffixes else ""
+    if suffix not in EXTENSION_FORMATS:
+        raise CorpusError(
+            f"{path}: cannot tell the format from the extension {suffix or '(none)'!r}; "
+            f"set format to one of csv, tsv, jsonl, parquet, tab_lines, colon_lines, trec"
+        )
+    return EXTENSION_FORMATS[suffix]
+
+
+def _pick(columns: list[str], wanted: str | list[str], what: str, source: str) -> str:
+    options = [wanted] if isinstance(wanted, str) else list(wanted)
+    for name in options:
+        if name in columns:
+            return name
+    raise CorpusError(f"{source}: no {what} column {' or '.join(map(repr, options))}; the file has columns {columns}")
+
+
+def _read_lines(path: Path, fmt: str, cfg: CorpusConfig) -> pd.DataFrame:
+    """label<TAB>text, LABEL:text or TREC's COARSE:fine text, one example per line (blank lines skipped)."""
+    data = datasets.load_dataset("text", data_files=str(path), encoding=cfg.encoding, split="train")
+    texts, labels, lines = [], [], []
+    for lineno, line in enumerate(data["text"], start=1):
+        if not line.strip():
+            continue
+        if fmt == "tab_lines":
+            label, sep, text = line.partition("\t")
+        elif fmt == "colon_lines":
+            label, sep, text = line.partition(":")
+        else:  # trec
+            head, sep, text = line.partition(" ")
+            coarse, colon, fine = head.partition(":")
+            sep = sep if colon else ""
+            label = coarse if cfg.label_level == "coarse" else head
+        if not sep or not label.strip():
+            expected = {"tab_lines": "label<TAB>text", "colon_lines": "LABEL:text", "trec": "COARSE:fine text"}[fmt]
+            raise CorpusError(f"{path}, line {lineno}: expected {expected}, got {line[:60]!r}")
+        texts.append(text.strip())
+        labels.append(label.strip())
+        lines.append(lineno)
+    return pd.DataFrame({"text": texts, "label": labels, "_row": lines})
+
+
+def _read_table(path: Path, fmt: str, cfg: CorpusConfig) -> pd.DataFrame:
+    source = str(path)
+    if fmt in ("csv", "tsv"):
+        kwargs = {"sep": "\t" if fmt == "tsv" else ",", "encoding": cfg.encoding}
+        if fmt == "tsv":
+            kwargs["quoting"] = 3  # csv.QUOTE_NONE: TSV corpora carry literal quotes
+        data = datasets.load_dataset("csv", data_files=source, split="train", keep_default_na=False, **kwargs)
+    elif fmt == "jsonl":
+        data = datasets.load_dataset("json", data_files=source, split="train")
+    else:
+        data = datasets.load_dataset("parquet", data_files=source, split="train")
+    frame = data.to_pandas()
+    text_col = _pick(list(frame.columns), cfg.text_column, "text", source)
+    label_col = _pick(list(frame.columns), cfg.label_column, "label", source)
+    return pd.DataFrame({"text": frame[text_col], "label": frame[label_col], "_row": range(1, len(frame) + 1)})
+
+
+def read_file(path: str | Path, cfg: CorpusConfig) -> pd.DataFrame:
+    """One file -> DataFrame(text, label, _row) with no validation beyond its own layout."""
+    path = Path(path)
+    if not path.exists():
+        raise CorpusError(f"corpus file not found: {path}")
+    fmt = _format_of(path, cfg.format)
+    try:
+        if fmt in ("tab_lines", "colon_lines", "trec"):
+            return _read_lines(path, fmt, cfg)
+        return _read_table(path, fmt, cfg)
+    except UnicodeDecodeError as exc:
+        raise CorpusError(
+            f"{path}: cannot decode byte {exc.object[exc.start:exc.start + 1]!r} at offset {exc.start} "
+            f"as {cfg.encoding}; set encoding (e.g. latin-1)"
+        ) from None
+    except CorpusError:
+        raise
+    except Exception as exc:  # datasets/pandas parser errors: say which file
+        if "corresponds to no data" in str(exc):
+            raise CorpusError(f"{path}: the corpus is empty (no rows)") from None
+        cause = exc.__cause__ or exc
+        if isinstance(cause, UnicodeDecodeError):
+            raise CorpusError(
+                f"{path}: cannot decode the file as {cfg.encoding} ({cause.reason} at byte {cause.start}); "
+                f"set encoding (e.g. latin-1)"
+            ) from None
+        raise CorpusError(f"{path}: could not read as {fmt}: {exc}") from exc
+
+
+def _validate_rows(frame: pd.DataFrame, source: str, row_word: str) -> pd.DataFrame:
+    if len(frame) == 0:
+        raise CorpusError(f"{source}: the corpus is empty (no rows)")
+    for column in ("text", "label"):
+        values = frame[column]
+        bad = values.isna() | values.astype(str).str.strip().eq("")
+        if column == "text":
+            bad |= values.map(lambda v: isinstance(v, float) and math.isnan(v))
+        if bad.any():
+            first = frame.loc[bad, "_row"].iloc[0]
+            raise CorpusError(
+                f"{source}, {row_word} {first}: empty or missing {column} "
+                f"({int(bad.sum())} such row(s)); every row needs a non-empty {column}"
+            )
+    frame = frame.copy()
+    frame["text"] = frame["text"].astype(str)
+    frame["label"] = frame["label"].astype(str).str.strip()
+    return frame
+
+
+def _files_in(folder: Path) -> dict[str, list[Path]]:
+    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")
+                   and any(s in DATA_SUFFIXES for s in p.suffixes))
+    if not files:
+        raise CorpusError(f"{folder}: the folder holds no corpus files ({', '.join(sorted(DATA_SUFFIXES))})")
+    grouped: dict[str, list[Path]] = {"train": [], "validation": [], "test": []}
+    for path in files:
+        split = next((s for s, pat in SPLIT_PATTERNS.items() if pat.match(path.name)), "train")
+        grouped[split].append(path)
+    return {k: v for k, v in grouped.items() if v}
+
+
+def _read_split(paths: list[Path], cfg: CorpusConfig) -> tuple[pd.DataFrame, str]:
+    frames = []
+    for path in paths:
+        fmt = _format_of(path, cfg.format)
+        word = "line" if fmt in ("tab_lines", "colon_lines", "trec") else "row"
+        frame = _validate_rows(read_file(path, cfg), str(path), word)
+        frame["_source"] = f"{path}, {word}"
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True), ";".join(map(str, paths))
+
+
+def _from_frames(raw: dict[str, pd.DataFrame], sources: dict[str, str], cfg: CorpusConfig) -> Corpus:
+    train = raw["train"]
+    labels = sorted(train["label"].unique())
+    if len(labels) < 2:
+        raise CorpusError(
+            f"{sources['train']}: only one class ({labels[0]!r}) in {len(train)} rows; "
+            f"a classifier needs at least two"
+        )
+    known = set(labels)
+    for split in ("validation", "test"):
+        if split not in raw:
+            continue
+        unknown = raw[split][~raw[split]["label"].isin(known)]
+        if len(unknown):
+            first = unknown.iloc[0]
+            raise CorpusError(
+                f"{first['_source']} {first['_row']}: label {first['label']!r} appears in the {split} split "
+                f"but never in train ({len(unknown)} such row(s)); train labels are {labels}"
+            )
+    if cfg.max_rows and len(train) > cfg.max_rows:
+        raw["train"] = train.sample(n=cfg.max_rows, random_state=cfg.seed)
+    features = datasets.Features({"text": datasets.Value("string"), "label": datasets.ClassLabel(names=labels)})
+
+    def to_ds(frame: pd.DataFrame) -> datasets.Dataset:
+        return datasets.Dataset.from_dict(
+            {"text": frame["text"].tolist(), "label": [labels.index(x) for x in frame["label"]]}, features=features
+        )
+
+    splits = {name: to_ds(frame) for name, frame in raw.items()}
+    splits = _carve(splits, cfg, sources)
+    return Corpus(datasets.DatasetDict(splits), labels, sources)
+
+
+def _stratified(data: datasets.Dataset, size: float, seed: int, what: str, source: str):
+    try:
+        return data.train_test_split(test_size=size, seed=seed, stratify_by_column="label")
+    except ValueError as exc:
+        counts = pd.Series(data["label"]).value_counts()
+        rare = [data.features["label"].names[i] for i, n in counts.items() if n < 2]
+        raise CorpusError(
+            f"{source}: cannot make a stratified {what} split of {len(data)} rows "
+            f"(classes with fewer than 2 rows: {rare or 'none'}): {exc}"
+        ) from None
+
+
+def _carve(splits: dict, cfg: CorpusConfig, sources: dict[str, str]) -> dict:
+    """Make test and validation splits from train (seeded, stratified) where the files gave none."""
+    if "test" not in splits:
+        parts = _stratified(splits["train"], cfg.test_size, cfg.seed, "test", sources["train"])
+        splits["train"], splits["test"] = parts["train"], parts["test"]
+        sources["test"] = f"{sources['train']} (stratified {cfg.test_size:g}, seed {cfg.seed})"
+    if "validation" not in splits:
+        parts = _stratified(splits["train"], cfg.validation_size, cfg.seed + 1, "validation", sources["train"])
+        splits["train"], splits["validation"] = parts["train"], parts["test"]
+        sources["validation"] = f"{sources['train']} (stratified {cfg.validation_size:g}, seed {cfg.seed + 1})"
+    # Real corpora come sorted by class (BANKING77): always shuffle train, seeded.
+    splits["train"] = splits["train"].shuffle(seed=cfg.seed).flatten_indices()
+    return {name: splits[name] for name in ("train", "validation", "test")}
+
+
+def load_corpus(cfg: CorpusConfig | None = None, frame: pd.DataFrame | None = None, **overrides) -> Corpus:
+    """Load, validate and split a labelled corpus.
+
+    Give a ``CorpusConfig`` (or its fields as keyword arguments), or a DataFrame in ``frame``
+    (then ``cfg.path`` only names it). A folder's files are grouped into train/validation/test by
+    name (``train*``, ``dev*``/``val*``, ``test*``; anything else is train).
+    """
+    if cfg is None:
+        cfg = CorpusConfig(**({"path": "<DataFrame>"} | overrides))
+    elif overrides:
+        cfg = cfg.model_copy(update=overrides)
+    raw: dict[str, pd.DataFrame] = {}
+    sources: dict[str, str] = {}
+    if frame is not None:
+        text_col = _pick(list(frame.columns), cfg.text_column, "text", cfg.path)
+        label_col = _pick(list(frame.columns), cfg.label_column, "label", cfg.path)
+        data = pd.DataFrame({"text": frame[text_col].values, "label": frame[label_col].values,
+                             "_row": range(1, len(frame) + 1)})
+        raw["train"] = _validate_rows(data, cfg.path, "row")
+        raw["train"]["_source"] = f"{cfg.path}, row"
+        sources["train"] = cfg.path
+    else:
+        path = Path(cfg.path)
+        if not path.exists():
+            raise CorpusError(f"corpus not found: {path}")
+        grouped = _files_in(path) if path.is_dir() else {"train": [path]}
+        if cfg.validation_file:
+            grouped["validation"] = [Path(cfg.validation_file)]
+        if cfg.test_file:
+            grouped["test"] = [Path(cfg.test_file)]
+        if "train" not in grouped:
+            raise CorpusError(f"{path}: no training file (expected a file named train* or an unnamed data file)")
+        for split, paths in grouped.items():
+            raw[split], sources[split] = _read_split(paths, cfg)
+    return _from_frames(raw, sources, cfg)
+
+
+def corpus_fingerprint(cfg: CorpusConfig) -> str:
+    """Hash of the bytes of every file a config reads: changes whenever the data on disk changes."""
+    path = Path(cfg.path)
+    files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
+    files += [Path(f) for f in (cfg.validation_file, cfg.test_file) if f]
+    h = hashlib.sha256()
+    for file in files:
+        h.update(str(file.name).encode())
+        try:
+            with open(file, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(block)
+        except FileNotFoundError:
+            raise CorpusError(f"corpus file not found: {file}") from None
+    return h.hexdigest()[:16]

@@ -1,0 +1,65 @@
+"""Classification metrics on integer labels, computed from the confusion matrix.
+
+>>> m = classification_report([0, 1, 1, 2], [0, 1, 2, 2], ["a", "b", "c"])
+>>> m["accuracy"], round(m["macro_f1"], 3)
+(0.75, 0.778)
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+
+def confusion_matrix(y_true: Sequence[int], y_pred: Sequence[int], num_labels: int) -> np.ndarray:
+    """Rows are true labels, columns predicted labels."""
+    cm = np.zeros((num_labels, num_labels), dtype=np.int64)
+    np.add.at(cm, (np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)), 1)
+    return cm
+
+
+def per_class(cm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Precision, recall, F1 and support per class; 0 where undefined (no predictions or no support)."""
+    tp = np.diag(cm).astype(float)
+    predicted = cm.sum(axis=0).astype(float)
+    support = cm.sum(axis=1).astype(float)
+    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
+    recall = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
+    denom = precision + recall
+    f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(tp), where=denom > 0)
+    return precision, recall, f1, support
+
+
+def accuracy(y_true: Sequence[int], y_pred: Sequence[int]) -> float:
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    return float((y_true == y_pred).mean()) if len(y_true) else 0.0
+
+
+def macro_f1(y_true: Sequence[int], y_pred: Sequence[int], num_labels: int) -> float:
+    """Mean F1 over the classes present in ``y_true`` or ``y_pred``."""
+    cm = confusion_matrix(y_true, y_pred, num_labels)
+    _, _, f1, support = per_class(cm)
+    present = (support > 0) | (cm.sum(axis=0) > 0)
+    return float(f1[present].mean()) if present.any() else 0.0
+
+
+def classification_report(y_true: Sequence[int], y_pred: Sequence[int], labels: Sequence[str]) -> dict:
+    """accuracy, macro_f1, and per-class precision/recall/f1/support, plus the confusion matrix."""
+    cm = confusion_matrix(y_true, y_pred, len(labels))
+    precision, recall, f1, support = per_class(cm)
+    return {
+        "accuracy": accuracy(y_true, y_pred),
+        "macro_f1": macro_f1(y_true, y_pred, len(labels)),
+        "per_class": {
+            name: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+            for name, p, r, f, s in zip(labels, precision, recall, f1, support)
+        },
+        "confusion_matrix": cm.tolist(),
+    }
+
+
+def majority_baseline(train_labels: Sequence[int], test_labels: Sequence[int]) -> float:
+    """Accuracy of always predicting the most frequent training label."""
+    majority = np.bincount(np.asarray(train_labels)).argmax()
+    return accuracy(test_labels, [majority] * len(test_labels))

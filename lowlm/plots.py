@@ -1,0 +1,65 @@
+"""Figures for interpretability: confusion matrix, training curves, attention over a sentence.
+
+Each function returns a matplotlib Figure (Agg backend, no display needed); callers save or log it.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def confusion_matrix_figure(cm: Sequence[Sequence[int]], labels: Sequence[str], title: str = "Confusion matrix"):
+    cm = np.asarray(cm)
+    size = max(4.0, 0.5 * len(labels) + 2)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(cm, cmap="Blues")
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    if len(labels) <= 20:
+        threshold = cm.max() / 2 if cm.size else 0
+        for i in range(cm.shape[0]):
+            for j in range(cm.shape[1]):
+                ax.text(j, i, str(cm[i, j]), ha="center", va="center",
+                        color="white" if cm[i, j] > threshold else "black", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def curves_figure(history: Sequence[dict], title: str = "Training curves"):
+    """Loss curves (train and validation) beside the validation metrics, per epoch."""
+    epochs = range(1, len(history) + 1)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    left.plot(epochs, [h["train_loss"] for h in history], marker="o", label="train loss")
+    left.plot(epochs, [h["val_loss"] for h in history], marker="o", label="validation loss")
+    left.set_xlabel("epoch")
+    left.legend()
+    for key in ("val_accuracy", "val_macro_f1"):
+        right.plot(epochs, [h[key] for h in history], marker="o", label=key.removeprefix("val_"))
+    right.set_xlabel("epoch")
+    right.set_ylim(0, 1)
+    right.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def attention_figure(rows: Sequence[tuple[list[str], Sequence[float], str]], title: str = "Attention"):
+    """One heat strip per sentence: tokens with their attention weight, labelled with the prediction."""
+    fig, axes = plt.subplots(len(rows), 1, figsize=(10, 0.9 * len(rows) + 0.6), squeeze=False)
+    for ax, (tokens, weights, caption) in zip(axes[:, 0], rows):
+        ax.imshow(np.asarray(weights, dtype=float)[None, :], cmap="Reds", aspect="auto", vmin=0)
+        ax.set_xticks(range(len(tokens)), tokens, rotation=45, ha="right", fontsize=8)
+        ax.set_yticks([])
+        ax.set_title(caption, fontsize=9, loc="left")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,132 @@
+"""Word-level, BPE and character-level tokenizers, all built on the ``tokenizers`` library.
+
+One class, ``Tokenizer``, with train / encode / decode / save / load, whatever the kind:
+
+>>> tok = Tokenizer.train(["the cat sat", "the dog sat"], kind="word")
+>>> tok.decode(tok.encode("the cat sat"))
+'the cat sat'
+>>> Tokenizer.from_json(tok.to_json()).encode("the dog") == tok.encode("the dog")
+True
+
+Ids 0 and 1 are always ``[PAD]`` and ``[UNK]``. Saved as the library's own JSON; nothing pickled.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Iterable, Literal, Sequence
+
+from tokenizers import Regex, decoders, models, normalizers, pre_tokenizers, trainers
+from tokenizers import Tokenizer as _HFTokenizer
+
+PAD, UNK = "[PAD]", "[UNK]"
+PAD_ID, UNK_ID = 0, 1
+Kind = Literal["word", "bpe", "char"]
+
+
+def _normalizer(lowercase: bool, nfkc: bool):
+    steps = ([normalizers.NFKC()] if nfkc else []) + ([normalizers.Lowercase()] if lowercase else [])
+    return normalizers.Sequence(steps) if steps else None
+
+
+def _build(kind: Kind, lowercase: bool, nfkc: bool):
+    if kind == "word":
+        tok = _HFTokenizer(models.WordLevel(unk_token=UNK))
+        tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
+        tok.decoder = decoders.WordPiece(prefix="##", cleanup=False)  # joins words with single spaces
+    elif kind == "bpe":
+        tok = _HFTokenizer(models.BPE(unk_token=UNK))
+        tok.pre_tokenizer = pre_tokenizers.Metaspace()
+        tok.decoder = decoders.Metaspace()
+    elif kind == "char":
+        # Every character is a token (spaces dropped): suits Chinese and other unsegmented scripts.
+        tok = _HFTokenizer(models.WordLevel(unk_token=UNK))
+        tok.pre_tokenizer = pre_tokenizers.Sequence(
+            [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Split(Regex("."), behavior="isolated")]
+        )
+        tok.decoder = decoders.Fuse()
+    else:
+        raise ValueError(f"tokenizer kind must be word, bpe or char, got {kind!r}")
+    norm = _normalizer(lowercase, nfkc)
+    if norm is not None:
+        tok.normalizer = norm
+    return tok
+
+
+class Tokenizer:
+    """A trained vocabulary plus the rules to split text into its ids."""
+
+    def __init__(self, backend: _HFTokenizer, kind: Kind, max_length: int = 128):
+        self.backend = backend
+        self.kind = kind
+        self.max_length = max_length
+
+    # -- training ---------------------------------------------------------------------------------
+    @classmethod
+    def train(
+        cls,
+        texts: Iterable[str],
+        kind: Kind = "word",
+        vocab_size: int = 30000,
+        min_frequency: int = 1,
+        lowercase: bool = True,
+        nfkc: bool = True,
+        max_length: int = 128,
+    ) -> "Tokenizer":
+        backend = _build(kind, lowercase, nfkc)
+        if kind == "bpe":
+            trainer = trainers.BpeTrainer(
+                vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=[PAD, UNK], show_progress=False
+            )
+        else:
+            trainer = trainers.WordLevelTrainer(
+                vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=[PAD, UNK], show_progress=False
+            )
+        backend.train_from_iterator(list(texts), trainer=trainer)
+        return cls(backend, kind, max_length)
+
+    # -- encoding ---------------------------------------------------------------------------------
+    @property
+    def vocab_size(self) -> int:
+        return self.backend.get_vocab_size()
+
+    def encode(self, text: str) -> list[int]:
+        return self.backend.encode(text).ids[: self.max_length]
+
+    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        """Encode many texts at once (the Rust backend runs them in parallel)."""
+        return [enc.ids[: self.max_length] for enc in self.backend.encode_batch(list(texts))]
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.backend.decode(list(ids), skip_special_tokens=True)
+
+    def id_to_token(self, i: int) -> str | None:
+        return self.backend.id_to_token(i)
+
+    def tokens(self) -> list[str]:
+        """All vocabulary entries ordered by id."""
+        vocab = self.backend.get_vocab()
+        return [t for t, _ in sorted(vocab.items(), key=lambda kv: kv[1])]
+
+    # -- persistence ------------------------------------------------------------------------------
+    def to_json(self) -> str:
+        return json.dumps(
+            {"lowlm": {"kind": self.kind, "max_length": self.max_length}, "backend": json.loads(self.backend.to_str())}
+        )
+
+    @classmethod
+    def from_json(cls, blob: str) -> "Tokenizer":
+        data = json.loads(blob)
+        meta = data["lowlm"]
+        return cls(_HFTokenizer.from_str(json.dumps(data["backend"])), meta["kind"], meta["max_length"])
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(self.to_json(), encoding="utf-8")
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Tokenizer":
+        return cls.from_json(Path(path).read_text(encoding="utf-8"))

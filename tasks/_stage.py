@@ -1,0 +1,123 @@
+"""What every stage task shares: its nested MLflow run, its output folder, and its cache policy.
+
+A stage's cache key is its inputs (handles carry content digests) + its own source + the source of
+the lowlm library, never the MLflow run it happens to log under (``tracking`` is excluded). So an
+unchanged stage is skipped on a re-run, in this process or another, and new data or new code
+re-runs exactly the stages that depend on it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import datasets
+import mlflow
+import pandas as pd
+from prefect.cache_policies import INPUTS, TASK_SOURCE, CachePolicy
+
+import lowlm
+
+datasets.disable_progress_bars()  # per-split progress bars only clutter task logs
+
+DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
+DEFAULT_ARTIFACT_ROOT = "mlruns/artifacts"
+
+
+def tracking_uri() -> str:
+    """``MLFLOW_TRACKING_URI`` when set, else the project's SQLite store under mlruns/."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+
+
+def ensure_experiment(name: str) -> str:
+    """The experiment's id, creating it (artifacts beside the SQLite store) if needed."""
+    uri = tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    existing = mlflow.get_experiment_by_name(name)
+    if existing is not None:
+        return existing.experiment_id
+    location = None
+    if uri.startswith("sqlite:///"):
+        db = Path(uri.removeprefix("sqlite:///"))
+        db.parent.mkdir(parents=True, exist_ok=True)
+        location = (db.parent.resolve() / "artifacts").as_uri()
+    return mlflow.create_experiment(name, artifact_location=location)
+
+
+@dataclass(frozen=True)
+class Tracking:
+    """Where a stage logs: passed to every task, left out of every cache key."""
+
+    uri: str
+    experiment_id: str
+    parent_run_id: str
+
+
+@contextmanager
+def stage_run(tracking: Tracking, stage: str):
+    """A nested MLflow run for one stage. An exception ends it FAILED and propagates."""
+    mlflow.set_tracking_uri(tracking.uri)
+    with mlflow.start_run(experiment_id=tracking.experiment_id, run_name=stage, nested=True,
+                          parent_run_id=tracking.parent_run_id, tags={"lowlm.stage": stage}) as run:
+        yield run
+
+
+def _library_digest() -> str:
+    root = Path(lowlm.__file__).parent
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        h.update(str(path.relative_to(root)).encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+LIBRARY_SOURCE = CachePolicy.from_cache_key_fn(lambda context, parameters: _library_digest())
+STAGE_CACHE = (INPUTS - "tracking") + TASK_SOURCE + LIBRARY_SOURCE
+STAGE_OPTIONS = dict(cache_policy=STAGE_CACHE, persist_result=True, result_serializer="json")
+
+
+def digest_of(*parts) -> str:
+    """Stable short hash of JSON-able parts (configs as dicts, digests as strings)."""
+    blob = json.dumps([p.model_dump(mode="json") if hasattr(p, "model_dump") else p for p in parts],
+                      sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def output_dir(work_dir: str, stage: str, key: str) -> Path:
+    path = Path(work_dir) / stage / key
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def log_table(frame: pd.DataFrame, artifact_file: str) -> None:
+    """A sample table as a JSON artifact the MLflow UI renders as a table."""
+    mlflow.log_table(frame, artifact_file=artifact_file)
+
+
+def log_figure(fig, artifact_file: str) -> None:
+    import matplotlib.pyplot as plt
+
+    mlflow.log_figure(fig, artifact_file)
+    plt.close(fig)
+
+
+def log_json(data, artifact_file: str) -> None:
+    mlflow.log_dict(data, artifact_file)
+
+
+def log_dataset(frame: pd.DataFrame, name: str, digest: str, source: str, context: str) -> None:
+    """Record a data split as a run input (name, digest, source) in MLflow's dataset tracking."""
+    try:
+        dataset = mlflow.data.from_pandas(frame, source=source, name=name, digest=digest, targets="label")
+    except Exception:  # a source MLflow cannot resolve (an in-memory frame): record the digest alone
+        dataset = mlflow.data.from_pandas(frame, name=name, digest=digest, targets="label")
+    mlflow.log_input(dataset, context=context)
+
+
+def scratch_dir() -> Path:
+    return Path(tempfile.mkdtemp(prefix="lowlm-"))

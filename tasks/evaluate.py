@@ -1,0 +1,54 @@
+"""Evaluate: test-split metrics, per-class table, confusion matrix and attention maps."""
+
+from __future__ import annotations
+
+import mlflow
+import pandas as pd
+from prefect import task
+
+from lowlm.metrics import classification_report, majority_baseline
+from lowlm.plots import attention_figure, confusion_matrix_figure
+from lowlm.predictor import TextClassifier
+from tasks._stage import STAGE_OPTIONS, Tracking, log_dataset, log_figure, log_json, log_table, stage_run
+
+
+@task(name="evaluate", **STAGE_OPTIONS)
+def evaluate(corpus: dict, trained: dict, tracking: Tracking) -> dict:
+    with stage_run(tracking, "evaluate"):
+        classifier = TextClassifier.load(trained["model_dir"])
+        labels = corpus["labels"]
+        index = {name: i for i, name in enumerate(labels)}
+        test = pd.read_parquet(corpus["splits"]["test"])
+        train = pd.read_parquet(corpus["splits"]["train"])
+        log_dataset(test, name="test", digest=corpus["digests"]["test"], source=corpus["sources"]["test"],
+                    context="test")
+        y_true = [index[x] for x in test["label"]]
+        probs = classifier.predict_proba(test["text"].tolist())
+        y_pred = probs.argmax(dim=1).tolist()
+        report = classification_report(y_true, y_pred, labels)
+        baseline = majority_baseline([index[x] for x in train["label"]], y_true)
+        metrics = {"test_accuracy": report["accuracy"], "test_macro_f1": report["macro_f1"],
+                   "majority_baseline_accuracy": baseline}
+        mlflow.log_metrics(metrics)
+        per_class = pd.DataFrame(report["per_class"]).T.rename_axis("label").reset_index()
+        log_table(per_class, "per_class.json")
+        log_json(report, "classification_report.json")
+        log_figure(confusion_matrix_figure(report["confusion_matrix"], labels), "plots/confusion_matrix.png")
+        predictions = test.assign(predicted=[labels[i] for i in y_pred], score=probs.max(dim=1).values.tolist())
+        log_table(predictions.head(200), "test_predictions.json")
+        _log_attention(classifier, test["text"].head(8).tolist(), labels, y_pred[:8])
+        return {"metrics": metrics, "test_digest": corpus["digests"]["test"]}
+
+
+def _log_attention(classifier: TextClassifier, texts: list[str], labels: list[str], preds: list[int]) -> None:
+    """Attention weights over the tokens of a few test sentences (RNN models only)."""
+    model = classifier.model
+    if not hasattr(model, "last_attention") or not texts:
+        return
+    rows = []
+    for text, pred in zip(texts, preds):
+        classifier.predict_proba([text])
+        tokens = classifier.tokenizer.backend.encode(text).tokens[: classifier.tokenizer.max_length]
+        weights = model.last_attention[0, : len(tokens)].tolist()
+        rows.append((tokens or ["[UNK]"], weights, f"predicted {labels[pred]}: {text[:80]}"))
+    log_figure(attention_figure(rows, title="Attention over test sentences"), "plots/attention.png")

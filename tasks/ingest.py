@@ -1,0 +1,31 @@
+"""Ingest: read, validate and split a labelled corpus; write the splits as Parquet; log them as inputs."""
+
+from __future__ import annotations
+
+import mlflow
+from prefect import task
+
+from lowlm.config import CorpusConfig
+from lowlm.corpus import load_corpus
+from tasks._stage import STAGE_OPTIONS, Tracking, digest_of, log_dataset, log_table, output_dir, stage_run
+
+
+@task(name="ingest", **STAGE_OPTIONS)
+def ingest(corpus: CorpusConfig, work_dir: str, tracking: Tracking, stage: str = "ingest",
+           fingerprint: str = "") -> dict:
+    """``fingerprint`` (the files' content hash) keys the cache, so changed files re-run ingestion."""
+    with stage_run(tracking, stage):
+        mlflow.log_params({f"corpus.{k}": v for k, v in corpus.model_dump().items()})
+        data = load_corpus(corpus)
+        folder = output_dir(work_dir, stage, digest_of(corpus, data.digests))
+        paths = data.save(folder)
+        for split, path in paths.items():
+            log_dataset(data.frame(split), name=f"{stage}-{split}", digest=data.digests[split],
+                        source=data.sources[split], context=split)
+            mlflow.log_metric(f"rows_{split}", len(data.splits[split]))
+        mlflow.log_metric("num_labels", len(data.labels))
+        counts = data.frame("train")["label"].value_counts().rename_axis("label").reset_index(name="train_rows")
+        log_table(counts, "label_counts.json")
+        log_table(data.frame("train").head(50), "train_sample.json")
+        return {"splits": paths, "digests": data.digests, "labels": data.labels, "sources": data.sources,
+                "rows": {s: len(d) for s, d in data.splits.items()}}

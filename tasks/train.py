@@ -1,0 +1,57 @@
+"""Train: encode the splits, fit the configured classifier, save it, log curves and checkpoints."""
+
+from __future__ import annotations
+
+import mlflow
+import pandas as pd
+from prefect import task
+
+from lowlm.batching import Batches
+from lowlm.config import ModelConfig, TrainConfig
+from lowlm.models import build_classifier
+from lowlm.plots import curves_figure
+from lowlm.predictor import TextClassifier
+from lowlm.tokenizer import Tokenizer
+from lowlm.train import fit
+from tasks._stage import STAGE_OPTIONS, Tracking, digest_of, log_figure, output_dir, stage_run
+
+
+def labelled_batches(path: str, tok: Tokenizer, labels: list[str], batch_size: int, shuffle: bool = False,
+                     seed: int = 0) -> Batches:
+    frame = pd.read_parquet(path)
+    index = {name: i for i, name in enumerate(labels)}
+    return Batches(tok.encode_batch(frame["text"].tolist()), [index[x] for x in frame["label"]],
+                   batch_size=batch_size, shuffle=shuffle, seed=seed)
+
+
+@task(name="train", **STAGE_OPTIONS)
+def train(corpus: dict, augmented: dict, tokenizer: dict, model: ModelConfig, config: TrainConfig, work_dir: str,
+          tracking: Tracking) -> dict:
+    with stage_run(tracking, "train") as run:
+        mlflow.log_params({f"model.{k}": v for k, v in model.model_dump().items()})
+        mlflow.log_params({f"train.{k}": v for k, v in config.model_dump().items()})
+        labels = corpus["labels"]
+        tok = Tokenizer.load(tokenizer["path"])
+        train_batches = labelled_batches(augmented["train"], tok, labels, config.batch_size, True, config.seed)
+        val_batches = labelled_batches(corpus["splits"]["validation"], tok, labels, 256)
+        net = build_classifier(model.kind, tok.vocab_size, len(labels), words=tok.tokens(),
+                               **model.model_dump(exclude={"kind"}))
+        if hasattr(net, "index_ngrams"):
+            mlflow.log_metric("ngram_rows", net.index_ngrams((b.ids, b.lengths) for b in train_batches))
+        mlflow.log_metric("parameters", sum(p.numel() for p in net.parameters()))
+
+        def on_epoch(epoch: int, metrics: dict) -> None:
+            mlflow.log_metrics(metrics, step=epoch)
+
+        result = fit(net, train_batches, val_batches, len(labels), config, on_epoch=on_epoch)
+        mlflow.log_metrics({"best_epoch": result.best_epoch, f"best_val_{config.metric}": result.best_metric,
+                            "train_seconds": result.seconds, "stopped_early": int(result.stopped_early)})
+        log_figure(curves_figure(result.history, title=f"{model.kind} training"), "plots/training_curves.png")
+        classifier = TextClassifier(net, tok, labels)
+        key = digest_of(model, config, augmented["digest"], corpus["digests"]["validation"], tokenizer["digest"])
+        folder = classifier.save(output_dir(work_dir, "train", key) / "classifier")
+        mlflow.log_artifacts(str(folder), artifact_path="checkpoint")
+        digest = classifier.digest()
+        mlflow.set_tag("lowlm.model_digest", digest)
+        return {"model_dir": str(folder), "digest": digest, "run_id": run.info.run_id,
+                "best_epoch": result.best_epoch, "best_val": result.best_metric, "kind": model.kind}

@@ -1,0 +1,85 @@
+"""Test set-up: every service is real and local, and every store lives in a temporary folder.
+
+Environment is set before anything imports prefect, mlflow or datasets: each session gets its own
+PREFECT_HOME, HF_HOME and MLflow SQLite store, and no network.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("LOWLM_SHARED", ROOT.parent / "shared")).resolve()
+SESSION_DIR = Path(tempfile.mkdtemp(prefix="lowlm-tests-"))
+
+os.environ.update({
+    "PREFECT_HOME": str(SESSION_DIR / "prefect"),
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "DO_NOT_TRACK": "1",
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+    "PREFECT_LOGGING_LEVEL": "WARNING",
+    "HF_HOME": str(SESSION_DIR / "hf"),
+    "HF_HUB_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "MLFLOW_TRACKING_URI": f"sqlite:///{SESSION_DIR / 'mlruns' / 'mlflow.db'}",
+})
+os.environ.setdefault("NLTK_DATA", str(SHARED / "data" / "nltk_data"))
+(SESSION_DIR / "mlruns").mkdir(parents=True, exist_ok=True)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    path = SHARED / "data"
+    if not path.exists():
+        pytest.fail(f"the shared corpora are expected at {path} (set LOWLM_SHARED to the shared/ folder)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def sample_csv() -> Path:
+    return ROOT / "data" / "sample" / "intents.csv"
+
+
+@pytest.fixture(scope="session")
+def fewshot_csv() -> Path:
+    return ROOT / "data" / "fewshot" / "sentiment.csv"
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """One real Prefect API (temporary SQLite database) for the whole session: it takes ~25 s to start."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture(scope="session")
+def tracking_uri() -> str:
+    return os.environ["MLFLOW_TRACKING_URI"]
+
+
+@pytest.fixture(scope="session")
+def trained_sample(sample_csv):
+    """A small BiGRU-attention classifier trained on the shipped sample corpus, shared by tests."""
+    from lowlm.batching import Batches
+    from lowlm.config import CorpusConfig, TrainConfig
+    from lowlm.corpus import load_corpus
+    from lowlm.models import build_classifier
+    from lowlm.predictor import TextClassifier
+    from lowlm.tokenizer import Tokenizer
+    from lowlm.train import fit
+
+    corpus = load_corpus(CorpusConfig(path=str(sample_csv)))
+    tok = Tokenizer.train(corpus.splits["train"]["text"])
+    enc = {s: tok.encode_batch(corpus.splits[s]["text"]) for s in corpus.splits}
+    train = Batches(enc["train"], corpus.splits["train"]["label"], batch_size=16, shuffle=True, seed=1)
+    val = Batches(enc["validation"], corpus.splits["validation"]["label"], batch_size=64)
+    model = build_classifier("rnn_attention", tok.vocab_size, len(corpus.labels), words=tok.tokens(),
+                             embedding_dim=48, hidden_dim=48, attention_dim=48, char_dim=16)
+    result = fit(model, train, val, len(corpus.labels), TrainConfig(epochs=15, lr=3e-3, progress=False, patience=5))
+    return {"corpus": corpus, "classifier": TextClassifier(model, tok, corpus.labels), "result": result}
