@@ -48,7 +48,8 @@ def char_noise_attack(classifier: TextClassifier, texts: Sequence[str], labels: 
                       methods: Sequence[str], max_examples: int = 200, tries: int = 5,
                       seed: int = 13) -> AttackResult:
     """Attack up to ``max_examples`` correctly classified ``texts`` (``labels`` are label indices)."""
-    random.seed(seed)
+    attackers = {method: make_char_attacker(method) for method in methods}  # imports may draw random numbers
+    random.seed(seed)  # nlpaug draws from the global generators
     np.random.seed(seed)
     probs = classifier.predict_proba(list(texts))
     correct = [i for i in range(len(texts)) if int(probs[i].argmax()) == labels[i]]
@@ -57,8 +58,7 @@ def char_noise_attack(classifier: TextClassifier, texts: Sequence[str], labels: 
     targets = correct[:max_examples]
     result = AttackResult(attacked=len(targets))
     flipped: set[int] = set()
-    for method in methods:
-        attacker = make_char_attacker(method)
+    for method, attacker in attackers.items():
         sources = [texts[i] for i in targets]
         candidates: list[tuple[int, str]] = []
         for _ in range(tries):

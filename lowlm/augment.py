@@ -55,13 +55,13 @@ def augment_texts(texts: Sequence[str], labels: Sequence[int], methods: Sequence
 
     Outputs identical to their source (nothing to change in a one-word text) are dropped.
     """
-    random.seed(seed)
+    augmenters = {method: make_augmenter(method) for method in methods}  # imports may draw random numbers
+    random.seed(seed)  # nlpaug draws from the global generators
     np.random.seed(seed)
     rng = random.Random(seed)
     chosen = [i for i in range(len(texts)) if rng.random() < fraction]
     out: list[tuple[str, int, str]] = []
-    for method in methods:
-        augmenter = make_augmenter(method)
+    for method, augmenter in augmenters.items():
         sources = [texts[i] for i in chosen]
         for _ in range(copies):
             results = augmenter.augment(sources) if sources else []

@@ -40,11 +40,10 @@ def _build(kind: Kind, lowercase: bool, nfkc: bool):
         tok.pre_tokenizer = pre_tokenizers.Metaspace()
         tok.decoder = decoders.Metaspace()
     elif kind == "char":
-        # Every character is a token (spaces dropped): suits Chinese and other unsegmented scripts.
+        # Every character is a token, spaces included, so decoding restores the text exactly:
+        # suits Chinese and other unsegmented scripts, and character embeddings.
         tok = _HFTokenizer(models.WordLevel(unk_token=UNK))
-        tok.pre_tokenizer = pre_tokenizers.Sequence(
-            [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Split(Regex("."), behavior="isolated")]
-        )
+        tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
         tok.decoder = decoders.Fuse()
     else:
         raise ValueError(f"tokenizer kind must be word, bpe or char, got {kind!r}")

@@ -56,8 +56,8 @@ def champion_metric(client: MlflowClient, name: str, corpus: dict, metric: str) 
         return None, None, "no champion yet"
     stored = champion.tags.get(f"test_{metric}")
     if champion.tags.get("test_digest") == corpus["digests"]["test"] and stored is not None:
-        return champion.version, float(stored), "stored metric on the same test digest"
-    return champion.version, _score(f"models:/{name}@{CHAMPION}", corpus, metric), "re-scored on this test split"
+        return str(champion.version), float(stored), "stored metric on the same test digest"
+    return str(champion.version), _score(f"models:/{name}@{CHAMPION}", corpus, metric), "re-scored on this test split"
 
 
 @task(name="register")
@@ -71,7 +71,7 @@ def register(corpus: dict, trained: dict, evaluation: dict, model_name: str, met
             version = client.get_model_version(model_name, same[0].version)
             aliases = list(version.aliases)
             mlflow.set_tags({"decision": "already registered", "version": version.version})
-            return {"name": model_name, "version": version.version, "alias": aliases[0] if aliases else None,
+            return {"name": model_name, "version": str(version.version), "alias": aliases[0] if aliases else None,
                     "new": False, "reason": f"model digest {trained['digest']} is already version {version.version}"}
         ours = evaluation["metrics"][f"test_{metric}"]
         champ_version, champ_score, how = champion_metric(client, model_name, corpus, metric)
@@ -98,7 +98,7 @@ def register(corpus: dict, trained: dict, evaluation: dict, model_name: str, met
             raise
         mlflow.set_tags({"decision": alias, "reason": reason, "version": version.version})
         mlflow.log_metrics({"new_metric": ours, **({"champion_metric": champ_score} if champ_score is not None else {})})
-        return {"name": model_name, "version": version.version, "alias": alias, "new": True, "reason": reason}
+        return {"name": model_name, "version": str(version.version), "alias": alias, "new": True, "reason": reason}
 
 
 def _exists(client: MlflowClient, name: str) -> bool:

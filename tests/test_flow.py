@@ -1,0 +1,162 @@
+"""The classification flow end to end: real Prefect runs (test harness), a real SQLite MLflow store."""
+
+from __future__ import annotations
+
+import mlflow
+import pytest
+from mlflow import MlflowClient
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+from flows.classification import classification, main
+from lowlm.config import load_pipeline_config
+from lowlm.predictor import TextClassifier
+
+STAGES = {"ingest", "tokenize", "augment", "train", "adversarial", "ingest-fewshot", "fewshot", "evaluate", "register"}
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory, sample_csv, fewshot_csv):
+    work = tmp_path_factory.mktemp("work")
+    return load_pipeline_config("sample", {
+        "corpus.path": str(sample_csv), "fewshot.corpus.path": str(fewshot_csv), "work_dir": str(work),
+        "experiment": "flow-test", "registry.model_name": "flow-test",
+        "model.hidden_dim": 32, "model.embedding_dim": 32, "model.attention_dim": 32, "model.char_dim": 16,
+        "train.epochs": 8, "train.progress": False, "augment.fraction": 0.3,
+        "attack.max_examples": 30, "attack.tries": 2,
+    })
+
+
+def run(config):
+    state = classification(config, return_state=True)
+    return state, state.result(raise_on_failure=False)
+
+
+def task_states(flow_run_id) -> dict[str, str]:
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+    return {r.name.rsplit("-", 1)[0]: r.state.name for r in runs}
+
+
+def stage_runs(client: MlflowClient, parent_run_id: str) -> dict:
+    parent = client.get_run(parent_run_id)
+    children = client.search_runs([parent.info.experiment_id],
+                                  filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}'")
+    return {r.data.tags["lowlm.stage"]: r for r in children}
+
+
+@pytest.fixture(scope="module")
+def first_run(prefect_harness, config, tracking_uri):
+    state, result = run(config)
+    assert state.is_completed(), state.message
+    return state, result
+
+
+def test_first_run_tracks_every_stage_and_registers_a_champion(first_run, config, tracking_uri):
+    state, result = first_run
+    client = MlflowClient(tracking_uri)
+    stages = stage_runs(client, result["mlflow_run_id"])
+    assert set(stages) == STAGES
+    assert all(r.info.status == "FINISHED" for r in stages.values())
+    assert client.get_run(result["mlflow_run_id"]).info.status == "FINISHED"
+
+    ingest = stages["ingest"]
+    inputs = {d.dataset.name: d.dataset for d in ingest.inputs.dataset_inputs}
+    assert set(inputs) == {"ingest-train", "ingest-validation", "ingest-test"}
+    version = client.get_model_version("flow-test", result["model"]["version"])
+    assert inputs["ingest-test"].digest == version.tags["test_digest"]
+    assert inputs["ingest-train"].source and "intents.csv" in inputs["ingest-train"].source
+
+    assert stages["train"].data.metrics["best_val_accuracy"] > 0.5
+    history = client.get_metric_history(stages["train"].info.run_id, "val_accuracy")
+    assert [m.step for m in history] == list(range(1, len(history) + 1))
+    artifacts = {f.path for f in client.list_artifacts(stages["evaluate"].info.run_id, "plots")}
+    assert {"plots/confusion_matrix.png", "plots/attention.png"} <= artifacts
+    assert {f.path for f in client.list_artifacts(stages["train"].info.run_id, "plots")} == {"plots/training_curves.png"}
+    assert 0 <= stages["adversarial"].data.metrics["attack_success_rate"] <= 1
+    assert stages["fewshot"].data.metrics["shots"] == 24
+    assert stages["augment"].data.metrics["rows_added"] > 0
+
+    assert result["model"]["version"] == "1" and result["model"]["alias"] == "champion"
+    assert str(client.get_model_version_by_alias("flow-test", "champion").version) == "1"
+    for tag in ("model_digest", "config_hash", "git_commit", "test_digest", "data_digest.train",
+                "data_digest.train_augmented", "test_accuracy"):
+        assert version.tags.get(tag), tag
+    assert version.tags["config_hash"] == config.digest()
+
+
+def test_champion_loads_from_registry_and_predicts_raw_strings(first_run, tracking_uri):
+    state, result = first_run
+    mlflow.set_tracking_uri(tracking_uri)
+    model = mlflow.pyfunc.load_model("models:/flow-test@champion")
+    texts = ["my card was swallowed by the cash machine", "I cannot log in to the app", "where is my refund"]
+    out = model.predict(texts)
+    assert len(out) == 3
+    assert set(out["label"]) <= {"account_access", "card_problem", "refund", "transfer"}
+    local = TextClassifier.load(_train_dir(tracking_uri, result))  # the checkpoint the train stage logged
+    assert out["label"].tolist() == [p["label"] for p in local.predict(texts)]
+
+
+def _train_dir(tracking_uri, result):
+    client = MlflowClient(tracking_uri)
+    train_run = stage_runs(client, result["mlflow_run_id"])["train"]
+    return mlflow.artifacts.download_artifacts(run_id=train_run.info.run_id, artifact_path="checkpoint",
+                                               tracking_uri=tracking_uri)
+
+
+def test_identical_rerun_hits_the_cache(first_run, config, tracking_uri):
+    state, result = run(config)
+    assert state.is_completed()
+    states = task_states(state.state_details.flow_run_id)
+    assert {k: v for k, v in states.items() if k != "register"} == {s: "Cached" for s in STAGES - {"register"}}
+    assert states["register"] == "Completed"
+    assert result["model"] == {**result["model"], "version": "1", "new": False}
+    assert len(MlflowClient(tracking_uri).search_model_versions("name = 'flow-test'")) == 1
+    # a cached stage logs no new MLflow run
+    assert set(stage_runs(MlflowClient(tracking_uri), result["mlflow_run_id"])) == {"register"}
+
+
+def test_new_training_settings_rerun_only_what_depends_on_them(first_run, config, tracking_uri):
+    weaker = config.model_copy(update={"train": config.train.model_copy(update={"lr": 1e-7, "epochs": 1})})
+    state, result = run(weaker)
+    assert state.is_completed()
+    states = task_states(state.state_details.flow_run_id)
+    assert states["ingest"] == states["tokenize"] == states["augment"] == "Cached"
+    assert states["train"] == states["evaluate"] == states["adversarial"] == states["fewshot"] == "Completed"
+    client = MlflowClient(tracking_uri)
+    champion = client.get_model_version_by_alias("flow-test", "champion")
+    new = client.get_model_version("flow-test", result["model"]["version"])
+    assert result["model"]["version"] == "2" and result["model"]["new"]
+    ours, theirs = float(new.tags["test_accuracy"]), float(client.get_model_version("flow-test", "1").tags["test_accuracy"])
+    assert ours < theirs  # an untrained model cannot beat the champion...
+    assert result["model"]["alias"] == "challenger" and str(champion.version) == "1"  # ...so the gate keeps it
+    assert str(client.get_model_version_by_alias("flow-test", "challenger").version) == "2"
+    assert "same test digest" in new.tags["gate"]
+
+
+def test_failing_stage_marks_runs_failed_and_registers_nothing(prefect_harness, config, tmp_path, tracking_uri):
+    one_class = tmp_path / "one_class.csv"
+    one_class.write_text("text,label\n" + "".join(f"review number {i},positive\n" for i in range(20)))
+    broken = config.model_copy(update={
+        "registry": config.registry.model_copy(update={"model_name": "flow-fail"}),
+        "fewshot": config.fewshot.model_copy(update={"corpus": config.fewshot.corpus.model_copy(
+            update={"path": str(one_class)})}),
+    })
+    state = classification(broken, return_state=True)
+    assert state.is_failed()
+    with pytest.raises(Exception, match=r"one_class\.csv: only one class \('positive'\)"):
+        state.result()
+    client = MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name("flow-test")
+    parent = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"],
+                                filter_string="tags.`lowlm.flow` = 'classification'", max_results=1)[0]
+    assert parent.info.status == "FAILED"
+    assert stage_runs(client, parent.info.run_id)["ingest-fewshot"].info.status == "FAILED"
+    assert client.search_model_versions("name = 'flow-fail'") == []
+
+
+def test_cli_reports_bad_preset(capsys):
+    assert main(["no-such-preset"]) == 2
+    assert "no config file 'no-such-preset'" in capsys.readouterr().err
+    assert main(["sample", "--set", "train.epochs=zero"]) == 2
+    assert "train.epochs" in capsys.readouterr().err
