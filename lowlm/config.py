@@ -98,6 +98,7 @@ class TrainConfig(_Strict):
     metric: Literal["accuracy", "macro_f1"] = "accuracy"
     seed: int = 13
     threads: int | None = Field(None, ge=1, description="torch threads; None keeps torch's default.")
+    device: str = Field("cpu", description="'cpu', 'cuda', 'cuda:1' or 'auto' (cuda when available).")
     progress: bool = True
 
 

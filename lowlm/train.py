@@ -7,7 +7,6 @@ a progress bar, and a callback per epoch so a caller (an MLflow-logging task) se
 
 from __future__ import annotations
 
-import copy
 import math
 import random
 import time
@@ -85,13 +84,20 @@ def make_optimizers(model: nn.Module, cfg: TrainConfig) -> list[torch.optim.Opti
     return optimizers
 
 
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
 @torch.no_grad()
 def predict_proba(model: nn.Module, batches: Batches) -> torch.Tensor:
-    """Class probabilities for every row, in the rows' original order."""
+    """Class probabilities for every row, in the rows' original order (on the CPU)."""
     model.eval()
+    device = next(model.parameters()).device
     out = None
     for batch in batches:
-        probs = torch.softmax(model(batch.ids, batch.lengths), dim=-1)
+        probs = torch.softmax(model(batch.ids.to(device), batch.lengths.to(device)), dim=-1).cpu()
         if out is None:
             out = torch.empty(len(batches.ids), probs.shape[1])
         out[batch.index] = probs
@@ -123,9 +129,11 @@ def fit(model: nn.Module, train: Batches, validation: Batches, num_labels: int, 
         frozen = [p for p in model.parameters() if id(p) not in keep and p.requires_grad]
         for p in frozen:
             p.requires_grad_(False)
+    model.to(resolve_device(cfg.device))
     try:
         return _loop(model, train, validation, num_labels, cfg, on_epoch)
     finally:
+        model.to("cpu")  # callers save and serve from the CPU
         for p in frozen:
             p.requires_grad_(True)
 
@@ -136,6 +144,7 @@ def _loop(model, train, validation, num_labels, cfg, on_epoch) -> TrainResult:
     schedule = lr_lambda(cfg.schedule, total, int(cfg.warmup_ratio * total))
     schedulers = [torch.optim.lr_scheduler.LambdaLR(opt, schedule) for opt in optimizers]
     dense_params = [p for p in model.parameters() if p.requires_grad and not _is_sparse(model, p)]
+    device = next(model.parameters()).device
     result, best_state, bad_epochs = TrainResult(), None, 0
     start = time.perf_counter()
     for epoch in range(1, cfg.epochs + 1):
@@ -143,8 +152,9 @@ def _loop(model, train, validation, num_labels, cfg, on_epoch) -> TrainResult:
         running, seen = 0.0, 0
         bar = tqdm(train, desc=f"epoch {epoch}/{cfg.epochs}", disable=not cfg.progress, leave=False)
         for batch in bar:
-            logits = model(batch.ids, batch.lengths)
-            loss = nn.functional.cross_entropy(logits, batch.labels)
+            labels = batch.labels.to(device)
+            logits = model(batch.ids.to(device), batch.lengths.to(device))
+            loss = nn.functional.cross_entropy(logits, labels)
             for opt in optimizers:
                 opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -153,8 +163,8 @@ def _loop(model, train, validation, num_labels, cfg, on_epoch) -> TrainResult:
             for opt, sched in zip(optimizers, schedulers):
                 opt.step()
                 sched.step()
-            running += loss.item() * len(batch.labels)
-            seen += len(batch.labels)
+            running += loss.item() * len(labels)
+            seen += len(labels)
             bar.set_postfix(loss=f"{running / seen:.4f}")
         metrics = {f"val_{k}": v for k, v in evaluate(model, validation, num_labels).items()}
         metrics["train_loss"] = running / max(1, seen)
@@ -166,7 +176,7 @@ def _loop(model, train, validation, num_labels, cfg, on_epoch) -> TrainResult:
         score = metrics[f"val_{cfg.metric}"]
         if score > result.best_metric:
             result.best_metric, result.best_epoch, bad_epochs = score, epoch, 0
-            best_state = copy.deepcopy(model.state_dict())
+            best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
         else:
             bad_epochs += 1
             if cfg.patience and bad_epochs >= cfg.patience:
