@@ -78,7 +78,14 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    result = classification(config)
+    state = classification(config, return_state=True)
+    if not state.is_completed():
+        try:
+            state.result()
+        except Exception as exc:  # the stage's own message names the file, row or field
+            print(f"error: the pipeline failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    result = state.result()
     model = result["model"]
     print("\n" + "=" * 72)
     print(f"test accuracy {result['metrics']['test_accuracy']:.4f}   macro-F1 {result['metrics']['test_macro_f1']:.4f}")

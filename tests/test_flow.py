@@ -160,3 +160,13 @@ def test_cli_reports_bad_preset(capsys):
     assert "no config file 'no-such-preset'" in capsys.readouterr().err
     assert main(["sample", "--set", "train.epochs=zero"]) == 2
     assert "train.epochs" in capsys.readouterr().err
+
+
+def test_cli_reports_a_bad_corpus_without_a_traceback(prefect_harness, tmp_path, capsys):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("text,label\nfine,a\n,b\nalso fine,b\n")
+    code = main(["sample", "--set", f"corpus.path={bad}", "--set", "fewshot.enabled=false",
+                 "--set", f"work_dir={tmp_path / 'work'}", "--set", "registry.model_name=cli-bad"])
+    assert code == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("error: the pipeline failed: CorpusError:") and "bad.csv, row 2: empty or missing text" in err
