@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,7 +116,3 @@ def log_dataset(frame: pd.DataFrame, name: str, digest: str, source: str, contex
     except Exception:  # a source MLflow cannot resolve (an in-memory frame): record the digest alone
         dataset = mlflow.data.from_pandas(frame, name=name, digest=digest, targets="label")
     mlflow.log_input(dataset, context=context)
-
-
-def scratch_dir() -> Path:
-    return Path(tempfile.mkdtemp(prefix="lowlm-"))
