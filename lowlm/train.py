@@ -150,7 +150,8 @@ def _loop(model, train, validation, num_labels, cfg, on_epoch) -> TrainResult:
     for epoch in range(1, cfg.epochs + 1):
         model.train()
         running, seen = 0.0, 0
-        bar = tqdm(train, desc=f"epoch {epoch}/{cfg.epochs}", disable=not cfg.progress, leave=False)
+        # disable=None: a bar on a terminal, nothing in logs and pipes
+        bar = tqdm(train, desc=f"epoch {epoch}/{cfg.epochs}", disable=None if cfg.progress else True, leave=False)
         for batch in bar:
             labels = batch.labels.to(device)
             logits = model(batch.ids.to(device), batch.lengths.to(device))
