@@ -14,6 +14,8 @@ export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
 export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export NLTK_DATA ?= $(SHARED)/data/nltk_data
+# torch's OpenMP threads spin while waiting by default: on 2 shared cores that cost 30-80x per step
+export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: run test bench install clean
 

@@ -52,11 +52,12 @@ class Corpus:
 
     def __post_init__(self) -> None:
         for name, split in self.splits.items():
-            self.digests.setdefault(name, split_digest(split["text"], split["label"], self.labels))
+            columns = split[:]  # whole columns as lists: iterating a datasets Column is slow
+            self.digests.setdefault(name, split_digest(columns["text"], columns["label"], self.labels))
 
     def frame(self, split: str) -> pd.DataFrame:
         """The split as a DataFrame with the label names (not indices)."""
-        data = self.splits[split]
+        data = self.splits[split][:]
         return pd.DataFrame({"text": data["text"], "label": [self.labels[i] for i in data["label"]]})
 
     def save(self, folder: str | Path) -> dict[str, str]:

@@ -27,15 +27,15 @@ def hash_ngrams(ids: torch.Tensor, lengths: torch.Tensor, n_max: int, buckets: i
     for n in range(2, n_max + 1):
         if T < n:
             break
-        h = ids[:, : T - n + 1].clone()
+        h = ids[:, : T - n + 1]
         for k in range(1, n):
             h = h * HASH_PRIME + ids[:, k : T - n + 1 + k]
         h = torch.remainder(h, buckets)
         valid = positions[: T - n + 1].unsqueeze(0) + n <= lengths.unsqueeze(1)
-        outs.append(torch.where(valid, h, torch.full_like(h, -1)))
+        outs.append(torch.where(valid, h, -1))
     if not outs:
         return torch.full((ids.shape[0], 0), -1, dtype=torch.long, device=ids.device)
-    return torch.cat(outs, dim=1)
+    return outs[0] if len(outs) == 1 else torch.cat(outs, dim=1)
 
 
 class BagOfNgrams(nn.Module):
@@ -81,7 +81,7 @@ class BagOfNgrams(nn.Module):
         index = torch.unique(torch.cat(seen)) if seen else torch.empty(0, dtype=torch.long)
         index = index[index >= 0]
         dim = cfg["embedding_dim"]
-        # fastText starts n-gram vectors near zero too; zeros are allocated lazily by the OS.
+        # n-gram rows start at zero (fastText draws them from +-1/dim); the OS allocates zeros lazily.
         extra = torch.zeros(len(index), dim)
         self.embedding.weight = nn.Parameter(torch.cat([self.embedding.weight.data[: self.vocab_size], extra]))
         self.ngram_index = index
@@ -96,7 +96,7 @@ class BagOfNgrams(nn.Module):
         pos = torch.searchsorted(self.ngram_index, hashed.clamp(min=0))
         pos = pos.clamp(max=len(self.ngram_index) - 1)
         known = (self.ngram_index[pos] == hashed) & (hashed >= 0)
-        rows = torch.where(known, pos + self.vocab_size, torch.zeros_like(pos))
+        rows = torch.where(known, pos + self.vocab_size, 0)
         return torch.cat([ids, rows], dim=1)
 
     def features(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
