@@ -8,7 +8,8 @@ One class, ``Tokenizer``, with train / encode / decode / save / load, whatever t
 >>> Tokenizer.from_json(tok.to_json()).encode("the dog") == tok.encode("the dog")
 True
 
-Ids 0 and 1 are always ``[PAD]`` and ``[UNK]``. Saved as the library's own JSON; nothing pickled.
+Ids 0-3 are always ``[PAD]``, ``[UNK]``, ``[BOS]`` and ``[EOS]`` (the last two mark target
+sequences for the sequence-to-sequence models). Saved as the library's own JSON; nothing pickled.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from typing import Iterable, Literal, Sequence
 from tokenizers import Regex, decoders, models, normalizers, pre_tokenizers, trainers
 from tokenizers import Tokenizer as _HFTokenizer
 
-PAD, UNK = "[PAD]", "[UNK]"
-PAD_ID, UNK_ID = 0, 1
+PAD, UNK, BOS, EOS = "[PAD]", "[UNK]", "[BOS]", "[EOS]"
+PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
+SPECIALS = [PAD, UNK, BOS, EOS]
 Kind = Literal["word", "bpe", "char"]
 
 
@@ -76,11 +78,11 @@ class Tokenizer:
         backend = _build(kind, lowercase, nfkc)
         if kind == "bpe":
             trainer = trainers.BpeTrainer(
-                vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=[PAD, UNK], show_progress=False
+                vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=SPECIALS, show_progress=False
             )
         else:
             trainer = trainers.WordLevelTrainer(
-                vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=[PAD, UNK], show_progress=False
+                vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=SPECIALS, show_progress=False
             )
         backend.train_from_iterator(list(texts), trainer=trainer)
         return cls(backend, kind, max_length)
@@ -92,6 +94,10 @@ class Tokenizer:
 
     def encode(self, text: str) -> list[int]:
         return self.backend.encode(text).ids[: self.max_length]
+
+    def encode_target_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        """``[BOS] ids [EOS]`` per text (ids truncated to ``max_length``), for decoder targets."""
+        return [[BOS_ID, *ids, EOS_ID] for ids in self.encode_batch(texts)]
 
     def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
         """Encode many texts at once (the Rust backend runs them in parallel)."""

@@ -18,7 +18,7 @@ def test_round_trip_through_json(kind, tmp_path):
         assert loaded.encode(text) == tok.encode(text)
         assert UNK_ID not in tok.encode(text)
     assert loaded.tokens() == tok.tokens()
-    assert tok.tokens()[:2] == ["[PAD]", "[UNK]"]
+    assert tok.tokens()[:4] == ["[PAD]", "[UNK]", "[BOS]", "[EOS]"]
 
 
 @pytest.mark.parametrize("kind,expected", [
@@ -50,8 +50,8 @@ def test_nfkc_and_case_options():
 
 def test_vocab_size_and_min_frequency():
     texts = ["a a a b b c"] * 2
-    assert set(Tokenizer.train(texts, min_frequency=3).tokens()) == {"[PAD]", "[UNK]", "a", "b"}
-    assert Tokenizer.train(texts, vocab_size=3).vocab_size == 3
+    assert set(Tokenizer.train(texts, min_frequency=3).tokens()) == {"[PAD]", "[UNK]", "[BOS]", "[EOS]", "a", "b"}
+    assert Tokenizer.train(texts, vocab_size=5).vocab_size == 5
 
 
 def test_batch_encoding_matches_single_and_truncates():

@@ -1,0 +1,199 @@
+"""Attention sequence-to-sequence: BiGRU encoder -> Bahdanau or Luong attention -> GRU decoder.
+
+The decoder feeds its previous attentional vector back in with the previous word (input feeding),
+masks source padding, can tie its output layer to its embeddings, and can copy source tokens
+(pointer-generator; source and target must then share one vocabulary). Decoding is greedy or batched
+beam search with length normalisation, both stopping at ``[EOS]`` or a maximum length.
+
+Shapes: ``src`` (B, S) right-padded source ids with ``src_lengths`` (B,); ``tgt`` (B, T) target ids
+that start with ``[BOS]`` and end with ``[EOS]``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from lowlm.tokenizer import BOS_ID, EOS_ID, PAD_ID
+
+
+class AdditiveAttention(nn.Module):
+    """Bahdanau: score(s, h) = v . tanh(W_s s + W_h h)."""
+
+    def __init__(self, query_dim: int, key_dim: int, dim: int):
+        super().__init__()
+        self.query = nn.Linear(query_dim, dim, bias=False)
+        self.key = nn.Linear(key_dim, dim)
+        self.v = nn.Linear(dim, 1, bias=False)
+
+    def prepare(self, keys: torch.Tensor) -> torch.Tensor:
+        return self.key(keys)
+
+    def scores(self, query: torch.Tensor, prepared: torch.Tensor) -> torch.Tensor:
+        return self.v(torch.tanh(prepared + self.query(query).unsqueeze(1))).squeeze(-1)
+
+
+class MultiplicativeAttention(nn.Module):
+    """Luong "general": score(s, h) = s . W h."""
+
+    def __init__(self, query_dim: int, key_dim: int, dim: int = 0):
+        super().__init__()
+        self.key = nn.Linear(key_dim, query_dim, bias=False)
+
+    def prepare(self, keys: torch.Tensor) -> torch.Tensor:
+        return self.key(keys)
+
+    def scores(self, query: torch.Tensor, prepared: torch.Tensor) -> torch.Tensor:
+        return torch.bmm(prepared, query.unsqueeze(2)).squeeze(2)
+
+
+@dataclass
+class EncoderState:
+    outputs: torch.Tensor  # (B, S, 2H)
+    prepared: torch.Tensor  # attention keys, (B, S, A)
+    mask: torch.Tensor  # (B, S) True on real tokens
+    src: torch.Tensor  # (B, S) ids, for copying
+
+    def repeat(self, k: int) -> "EncoderState":
+        return EncoderState(*(t.repeat_interleave(k, dim=0) for t in (self.outputs, self.prepared, self.mask, self.src)))
+
+
+class Seq2Seq(nn.Module):
+    def __init__(self, src_vocab: int, tgt_vocab: int, embedding_dim: int = 256, hidden_dim: int = 256,
+                 attention: str = "additive", attention_dim: int = 256, dropout: float = 0.2,
+                 tie_embeddings: bool = False, copy: bool = False, share_embeddings: bool = False):
+        super().__init__()
+        self.config = {"kind": "seq2seq", "src_vocab": src_vocab, "tgt_vocab": tgt_vocab,
+                       "embedding_dim": embedding_dim, "hidden_dim": hidden_dim, "attention": attention,
+                       "attention_dim": attention_dim, "dropout": dropout, "tie_embeddings": tie_embeddings,
+                       "copy": copy, "share_embeddings": share_embeddings}
+        if (copy or share_embeddings) and src_vocab != tgt_vocab:
+            raise ValueError("copy and share_embeddings need one vocabulary for source and target")
+        self.src_embedding = nn.Embedding(src_vocab, embedding_dim, padding_idx=PAD_ID)
+        self.tgt_embedding = self.src_embedding if share_embeddings else nn.Embedding(tgt_vocab, embedding_dim,
+                                                                                       padding_idx=PAD_ID)
+        self.encoder = nn.GRU(embedding_dim, hidden_dim, batch_first=True, bidirectional=True)
+        self.bridge = nn.Linear(2 * hidden_dim, hidden_dim)
+        attention_cls = {"additive": AdditiveAttention, "multiplicative": MultiplicativeAttention}[attention]
+        self.attention = attention_cls(hidden_dim, 2 * hidden_dim, attention_dim)
+        self.cell = nn.GRUCell(embedding_dim + hidden_dim, hidden_dim)
+        self.combine = nn.Linear(hidden_dim + 2 * hidden_dim, hidden_dim)
+        self.dropout = nn.Dropout(dropout)
+        if tie_embeddings:
+            self.to_embedding = nn.Linear(hidden_dim, embedding_dim)
+            self.out = None
+        else:
+            self.out = nn.Linear(hidden_dim, tgt_vocab)
+        self.copy_gate = nn.Linear(hidden_dim + 2 * hidden_dim + embedding_dim, 1) if copy else None
+
+    # -- encoder ----------------------------------------------------------------------------------
+    def encode(self, src: torch.Tensor, src_lengths: torch.Tensor) -> tuple[EncoderState, torch.Tensor]:
+        x = self.dropout(self.src_embedding(src))
+        packed = pack_padded_sequence(x, src_lengths.cpu().clamp(min=1), batch_first=True, enforce_sorted=False)
+        out, h = self.encoder(packed)
+        out, _ = pad_packed_sequence(out, batch_first=True, total_length=src.shape[1])
+        mask = torch.arange(src.shape[1], device=src.device).unsqueeze(0) < src_lengths.unsqueeze(1)
+        hidden = torch.tanh(self.bridge(torch.cat([h[0], h[1]], dim=-1)))
+        return EncoderState(out, self.attention.prepare(out), mask, src), hidden
+
+    # -- one decoder step -------------------------------------------------------------------------
+    def step(self, prev: torch.Tensor, hidden: torch.Tensor, feed: torch.Tensor, enc: EncoderState):
+        """Log-probabilities of the next token given the previous one; returns new state and attention."""
+        emb = self.dropout(self.tgt_embedding(prev))
+        hidden = self.cell(torch.cat([emb, feed], dim=-1), hidden)
+        scores = self.attention.scores(hidden, enc.prepared).masked_fill(~enc.mask, float("-inf"))
+        weights = torch.softmax(scores, dim=-1)
+        context = torch.bmm(weights.unsqueeze(1), enc.outputs).squeeze(1)
+        feed = self.dropout(torch.tanh(self.combine(torch.cat([hidden, context], dim=-1))))
+        logits = self.out(feed) if self.out is not None else self.to_embedding(feed) @ self.tgt_embedding.weight.T
+        if self.copy_gate is None:
+            return torch.log_softmax(logits, dim=-1), hidden, feed, weights
+        p_gen = torch.sigmoid(self.copy_gate(torch.cat([hidden, context, emb], dim=-1)))
+        probs = p_gen * torch.softmax(logits, dim=-1)
+        probs = probs.scatter_add(1, enc.src, (1 - p_gen) * weights)
+        return torch.log(probs.clamp_min(1e-12)), hidden, feed, weights
+
+    def initial_feed(self, hidden: torch.Tensor) -> torch.Tensor:
+        return hidden.new_zeros(hidden.shape[0], self.config["hidden_dim"])
+
+    # -- training ---------------------------------------------------------------------------------
+    def forward(self, src: torch.Tensor, src_lengths: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor:
+        """Teacher-forced log-probabilities for ``tgt[:, 1:]``: (B, T-1, V)."""
+        enc, hidden = self.encode(src, src_lengths)
+        feed = self.initial_feed(hidden)
+        steps = []
+        for t in range(tgt.shape[1] - 1):
+            logp, hidden, feed, _ = self.step(tgt[:, t], hidden, feed, enc)
+            steps.append(logp)
+        return torch.stack(steps, dim=1)
+
+    # -- decoding ---------------------------------------------------------------------------------
+    @torch.no_grad()
+    def greedy(self, src: torch.Tensor, src_lengths: torch.Tensor, max_length: int = 64):
+        """Token ids (B, L) without [BOS], padded after [EOS]; and attention (B, L, S)."""
+        enc, hidden = self.encode(src, src_lengths)
+        feed = self.initial_feed(hidden)
+        prev = torch.full((src.shape[0],), BOS_ID, dtype=torch.long, device=src.device)
+        done = torch.zeros_like(prev, dtype=torch.bool)
+        tokens, attention = [], []
+        for _ in range(max_length):
+            logp, hidden, feed, weights = self.step(prev, hidden, feed, enc)
+            prev = logp.argmax(dim=-1).masked_fill(done, PAD_ID)
+            tokens.append(prev)
+            attention.append(weights)
+            done |= prev == EOS_ID
+            if done.all():
+                break
+        return torch.stack(tokens, dim=1), torch.stack(attention, dim=1)
+
+    @torch.no_grad()
+    def beam_search(self, src: torch.Tensor, src_lengths: torch.Tensor, beam_size: int = 5,
+                    max_length: int = 64, length_penalty: float = 1.0) -> torch.Tensor:
+        """Best hypothesis per input by total log-probability / length**length_penalty: ids (B, L)."""
+        B, K = src.shape[0], beam_size
+        enc, hidden = self.encode(src, src_lengths)
+        enc, hidden = enc.repeat(K), hidden.repeat_interleave(K, dim=0)
+        feed = self.initial_feed(hidden)
+        prev = torch.full((B * K,), BOS_ID, dtype=torch.long, device=src.device)
+        # only the first beam of each input is live at the start, so the K beams do not start equal
+        scores = torch.full((B, K), float("-inf"), device=src.device)
+        scores[:, 0] = 0.0
+        scores = scores.view(-1)
+        done = torch.zeros(B * K, dtype=torch.bool, device=src.device)
+        lengths = torch.zeros(B * K, device=src.device)
+        history = torch.empty(B * K, 0, dtype=torch.long, device=src.device)
+        for _ in range(max_length):
+            logp, hidden, feed, _ = self.step(prev, hidden, feed, enc)
+            V = logp.shape[1]
+            # a finished beam continues with one padding token at no cost
+            finished = torch.full_like(logp, float("-inf"))
+            finished[:, PAD_ID] = 0.0
+            logp = torch.where(done.unsqueeze(1), finished, logp)
+            total = (scores.unsqueeze(1) + logp).view(B, K * V)
+            top, index = total.topk(K, dim=1)
+            beam = index // V + torch.arange(B, device=src.device).unsqueeze(1) * K
+            beam, token = beam.view(-1), (index % V).view(-1)
+            scores, hidden, feed = top.view(-1), hidden[beam], feed[beam]
+            history = torch.cat([history[beam], token.unsqueeze(1)], dim=1)
+            lengths = lengths[beam] + (~done[beam]).float()
+            done = done[beam] | (token == EOS_ID)
+            prev = token
+            if done.all():
+                break
+        normalised = (scores / lengths.clamp(min=1) ** length_penalty).view(B, K)
+        best = normalised.argmax(dim=1) + torch.arange(B, device=src.device) * K
+        return history[best]
+
+
+def sequence_loss(logp: torch.Tensor, target: torch.Tensor, smoothing: float = 0.0) -> torch.Tensor:
+    """Mean label-smoothed negative log-likelihood over non-padding target tokens.
+
+    ``logp`` (B, T, V) from ``Seq2Seq.forward``; ``target`` (B, T) = ``tgt[:, 1:]``.
+    """
+    mask = target != PAD_ID
+    nll = -logp.gather(2, target.unsqueeze(2)).squeeze(2)
+    loss = (1 - smoothing) * nll + smoothing * -logp.mean(dim=2) if smoothing else nll
+    return (loss * mask).sum() / mask.sum().clamp(min=1)
