@@ -63,3 +63,45 @@ def majority_baseline(train_labels: Sequence[int], test_labels: Sequence[int]) -
     """Accuracy of always predicting the most frequent training label."""
     majority = np.bincount(np.asarray(train_labels)).argmax()
     return accuracy(test_labels, [majority] * len(test_labels))
+
+
+# ----------------------------------------------------------------------------- generated text
+
+
+def bleu(hypotheses: Sequence[str], references: Sequence[str], tokenize: str = "13a") -> float:
+    """Corpus BLEU (sacreBLEU) of detokenised hypotheses against raw references; ``tokenize="zh"`` for Chinese.
+
+    >>> round(bleu(["the cat sat on the mat"], ["the cat sat on the mat"]), 1)
+    100.0
+    """
+    import sacrebleu
+
+    _same_length(hypotheses, references)
+    return float(sacrebleu.corpus_bleu(list(hypotheses), [list(references)], tokenize=tokenize).score)
+
+
+def chrf(hypotheses: Sequence[str], references: Sequence[str]) -> float:
+    """Corpus chrF (sacreBLEU), character n-grams: meaningful for Chinese and morphology alike."""
+    import sacrebleu
+
+    _same_length(hypotheses, references)
+    return float(sacrebleu.corpus_chrf(list(hypotheses), [list(references)]).score)
+
+
+def rouge(hypotheses: Sequence[str], references: Sequence[str]) -> dict[str, float]:
+    """Mean ROUGE-1/2/L F-measures (rouge-score, with stemming), as percentages."""
+    from rouge_score import rouge_scorer
+
+    _same_length(hypotheses, references)
+    scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=True)
+    totals = {"rouge1": 0.0, "rouge2": 0.0, "rougeL": 0.0}
+    for hyp, ref in zip(hypotheses, references):
+        for key, score in scorer.score(ref, hyp).items():
+            totals[key] += score.fmeasure
+    n = max(1, len(hypotheses))
+    return {key: 100 * value / n for key, value in totals.items()}
+
+
+def _same_length(hypotheses: Sequence[str], references: Sequence[str]) -> None:
+    if len(hypotheses) != len(references):
+        raise ValueError(f"{len(hypotheses)} hypotheses but {len(references)} references")
