@@ -75,13 +75,18 @@ class TextClassifier:
 
     def digest(self) -> str:
         """Content hash of the weights, vocabulary and labels: equal digests mean the same model."""
-        h = hashlib.sha256()
-        for name, tensor in sorted(self.model.state_dict().items()):
-            h.update(name.encode())
-            h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-        h.update(self.tokenizer.to_json().encode())
-        h.update(json.dumps(self.labels).encode())
-        return h.hexdigest()[:16]
+        return content_digest(self.model, self.tokenizer.to_json(), json.dumps(self.labels))
+
+
+def content_digest(model: nn.Module, *texts: str) -> str:
+    """Hash of a model's state dict plus any texts (tokenizer JSON, labels)."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    for text in texts:
+        h.update(text.encode())
+    return h.hexdigest()[:16]
 
 
 def _check_texts(texts) -> list[str]:
