@@ -1,4 +1,4 @@
-"""The one place lowlm meets MLflow: a text classifier packaged as an MLflow pyfunc model.
+"""The one place lowlm meets MLflow: our models packaged as MLflow pyfunc models.
 
 The model is logged "from code": MLflow stores this file and the classifier's plain files
 (state dict, tokenizer JSON, model JSON) as artifacts, and nothing of ours is pickled. Loading:
@@ -16,9 +16,10 @@ import mlflow
 import pandas as pd
 from mlflow.models import ModelSignature, infer_signature
 from mlflow.pyfunc import PythonModel
-from mlflow.types import ColSpec, DataType, Schema
+from mlflow.types import ColSpec, DataType, ParamSchema, ParamSpec, Schema
 
 from lowlm.predictor import MODEL, TOKENIZER, WEIGHTS, TextClassifier
+from lowlm.translator import SOURCE, TARGET, Translator
 
 TEXT_COLUMN = "text"
 
@@ -40,15 +41,26 @@ def _texts(model_input) -> list[str]:
     return list(model_input)
 
 
-class ClassifierPyfunc(PythonModel):
-    """Raw strings in; label, score and per-class probabilities out (one row per input)."""
+class LowlmPyfunc(PythonModel):
+    """Raw strings in. A classifier answers label, score and per-class probabilities per input; a
+    sequence-to-sequence model answers the generated text, with ``beam_size`` and ``max_length`` as
+    inference parameters."""
 
     def load_context(self, context) -> None:
         art = context.artifacts
-        self.classifier = TextClassifier.from_files(art["weights"], art["tokenizer"], art["model"])
+        if "source_tokenizer" in art:
+            self.model = Translator.from_files(art["weights"], art["source_tokenizer"], art["target_tokenizer"],
+                                               art["model"])
+        else:
+            self.model = TextClassifier.from_files(art["weights"], art["tokenizer"], art["model"])
 
     def predict(self, context, model_input, params=None) -> pd.DataFrame:
-        rows = self.classifier.predict(_texts(model_input))
+        texts = _texts(model_input)
+        if isinstance(self.model, Translator):
+            params = {**DECODING, **(params or {})}
+            out = self.model.translate(texts, beam_size=int(params["beam_size"]), max_length=int(params["max_length"]))
+            return pd.DataFrame({"generated": out})
+        rows = self.model.predict(texts)
         return pd.DataFrame({
             "label": [r["label"] for r in rows],
             "score": [r["score"] for r in rows],
@@ -56,26 +68,35 @@ class ClassifierPyfunc(PythonModel):
         })
 
 
-def log_classifier(folder: str | Path, name: str = "model", input_example: list[str] | None = None,
-                   registered_model_name: str | None = None):
-    """Log a folder written by ``TextClassifier.save`` as a pyfunc model in the active run.
+DECODING = {"beam_size": 5, "max_length": 80}
 
-    Returns MLflow's ``ModelInfo``. The signature is inferred from a real prediction on
+
+def log_pyfunc(folder: str | Path, name: str = "model", input_example: list[str] | None = None,
+               registered_model_name: str | None = None):
+    """Log a folder written by ``TextClassifier.save`` or ``Translator.save`` as a pyfunc model.
+
+    Returns MLflow's ``ModelInfo``. The output signature comes from a real prediction on
     ``input_example``; requirements are the project's pinned packages (no slow inference).
     """
     folder = Path(folder)
-    classifier = TextClassifier.load(folder)
+    wrapper = LowlmPyfunc()
+    if (folder / SOURCE).exists():
+        wrapper.model = Translator.load(folder)
+        artifacts = {"weights": WEIGHTS, "source_tokenizer": SOURCE, "target_tokenizer": TARGET, "model": MODEL}
+        params = ParamSchema([ParamSpec(key, DataType.long, value) for key, value in DECODING.items()])
+    else:
+        wrapper.model = TextClassifier.load(folder)
+        artifacts = {"weights": WEIGHTS, "tokenizer": TOKENIZER, "model": MODEL}
+        params = None
     example = list(input_example or ["an example sentence"])
-    output = ClassifierPyfunc()
-    output.classifier = classifier
     # One unnamed string column: a list of strings, a Series or a one-column DataFrame all pass.
     signature = ModelSignature(inputs=Schema([ColSpec(DataType.string)]),
-                               outputs=infer_signature(example, output.predict(None, example)).outputs)
+                               outputs=infer_signature(example, wrapper.predict(None, example)).outputs,
+                               params=params)
     return mlflow.pyfunc.log_model(
         name=name,
         python_model=str(Path(__file__)),
-        artifacts={"weights": str(folder / WEIGHTS), "tokenizer": str(folder / TOKENIZER),
-                   "model": str(folder / MODEL)},
+        artifacts={key: str(folder / file) for key, file in artifacts.items()},
         code_paths=[str(Path(__file__).parent)],
         signature=signature,
         input_example=example,
@@ -90,4 +111,4 @@ def _requirements() -> list[str]:
     return [f"{pkg}=={version(pkg)}" for pkg in ("torch", "tokenizers", "pandas", "numpy", "mlflow")]
 
 
-mlflow.models.set_model(ClassifierPyfunc())
+mlflow.models.set_model(LowlmPyfunc())

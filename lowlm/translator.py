@@ -18,10 +18,10 @@ import torch
 
 from lowlm.batching import Batches
 from lowlm.models.seq2seq import Seq2Seq
-from lowlm.predictor import content_digest
+from lowlm.predictor import MODEL, WEIGHTS, content_digest
 from lowlm.tokenizer import EOS_ID, Tokenizer
 
-WEIGHTS, SOURCE, TARGET, MODEL = "weights.pt", "source_tokenizer.json", "target_tokenizer.json", "model.json"
+SOURCE, TARGET = "source_tokenizer.json", "target_tokenizer.json"
 
 
 def cut_at_eos(ids: Sequence[int]) -> list[int]:

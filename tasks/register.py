@@ -18,7 +18,7 @@ from mlflow.exceptions import MlflowException
 from prefect import task
 
 from lowlm.metrics import accuracy, macro_f1
-from lowlm.mlflow_model import log_classifier
+from lowlm.mlflow_model import log_pyfunc
 from tasks._stage import Tracking, stage_run
 
 CHAMPION, CHALLENGER = "champion", "challenger"
@@ -76,7 +76,7 @@ def register(corpus: dict, trained: dict, evaluation: dict, model_name: str, met
         ours = evaluation["metrics"][f"test_{metric}"]
         champ_version, champ_score, how = champion_metric(client, model_name, corpus, metric)
         sample = pd.read_parquet(corpus["splits"]["test"])["text"].head(3).tolist()
-        info = log_classifier(trained["model_dir"], input_example=sample)
+        info = log_pyfunc(trained["model_dir"], input_example=sample)
         version = None
         try:
             version = mlflow.register_model(info.model_uri, model_name)

@@ -9,7 +9,7 @@ import mlflow
 import pandas as pd
 import torch
 
-from lowlm.mlflow_model import log_classifier
+from lowlm.mlflow_model import log_pyfunc
 from lowlm.predictor import TextClassifier
 
 
@@ -19,7 +19,7 @@ def test_pyfunc_round_trip(trained_sample, tmp_path, tracking_uri):
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_experiment("adapter-test")
     with mlflow.start_run():
-        info = log_classifier(folder, input_example=["my card was declined"], registered_model_name="adapter-test")
+        info = log_pyfunc(folder, input_example=["my card was declined"], registered_model_name="adapter-test")
     model = mlflow.pyfunc.load_model("models:/adapter-test/1")
     texts = ["my card was declined again", "I want my money back for the broken kettle"]
     expected = clf.predict(texts)

@@ -76,3 +76,22 @@ def test_empty_and_unknown_input_do_not_crash(trained):
     assert len(out) == 2 and all(isinstance(o, str) for o in out)
     with pytest.raises(TypeError, match="list of strings"):
         trained[0].translate("red cat")
+
+
+def test_registered_pyfunc_generates_text_with_decoding_params(trained, tmp_path, tracking_uri):
+    import mlflow
+
+    from lowlm.mlflow_model import log_pyfunc
+
+    translator = trained[0]
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_experiment("translator-test")
+    with mlflow.start_run():
+        log_pyfunc(translator.save(tmp_path / "t"), input_example=["red cat runs"], registered_model_name="rev")
+    model = mlflow.pyfunc.load_model("models:/rev/1")
+    texts = ["red cat runs", "small dog eats"]
+    out = model.predict(texts, params={"beam_size": 3, "max_length": 10})
+    assert out["generated"].tolist() == translator.translate(texts, beam_size=3, max_length=10)
+    short = model.predict(texts, params={"beam_size": 1, "max_length": 1})["generated"].tolist()
+    assert all(len(s.split()) <= 1 for s in short)
+    assert {p.name for p in model.metadata.signature.params.params} == {"beam_size", "max_length"}
