@@ -11,13 +11,13 @@ Run it:  python -m flows.classification sample --set train.epochs=3
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 import mlflow
 from prefect import flow
 
-from lowlm.config import PipelineConfig, load_pipeline_config, parse_override
+from flows._cli import run_flow_cli
+from lowlm.config import PipelineConfig
 from lowlm.corpus import corpus_fingerprint
 from tasks._stage import Tracking, ensure_experiment, tracking_uri
 from tasks.adversarial import adversarial
@@ -67,33 +67,8 @@ def classification(config: PipelineConfig) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m flows.classification", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("preset", nargs="?", default="sample", help="preset name under configs/ or a YAML path")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a setting, e.g. --set train.epochs=3 (repeatable)")
-    args = parser.parse_args(argv)
-    try:
-        config = load_pipeline_config(args.preset, dict(parse_override(o) for o in args.overrides))
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    state = classification(config, return_state=True)
-    if not state.is_completed():
-        try:
-            state.result()
-        except Exception as exc:  # the stage's own message names the file, row or field
-            print(f"error: the pipeline failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
-    result = state.result()
-    model = result["model"]
-    print("\n" + "=" * 72)
-    print(f"test accuracy {result['metrics']['test_accuracy']:.4f}   macro-F1 {result['metrics']['test_macro_f1']:.4f}")
-    print(f"registered model: {model['name']}  version {model['version']}  alias {model['alias']}")
-    print(f"  ({model['reason']})")
-    print(f"load it:  mlflow.pyfunc.load_model('models:/{model['name']}@{model['alias']}')")
-    print(f"browse:   .venv/bin/mlflow ui --backend-store-uri {tracking_uri()} --host 127.0.0.1 --port 5000")
-    return 0
+    return run_flow_cli(classification, PipelineConfig, argv, "python -m flows.classification", __doc__, "sample",
+                        lambda m: f"test accuracy {m['test_accuracy']:.4f}   macro-F1 {m['test_macro_f1']:.4f}")
 
 
 if __name__ == "__main__":

@@ -146,8 +146,10 @@ class PipelineConfig(_Strict):
 CONFIGS_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 
-def load_pipeline_config(preset: str | Path, overrides: dict[str, object] | None = None) -> PipelineConfig:
-    """A preset by name (``configs/NAME.yaml``) or a YAML path, with dotted ``overrides`` applied.
+def load_pipeline_config(preset: str | Path, overrides: dict[str, object] | None = None,
+                         model: type[BaseModel] | None = None):
+    """A preset by name (``configs/NAME.yaml``) or a YAML path, with dotted ``overrides`` applied,
+    validated as ``model`` (default ``PipelineConfig``).
 
     >>> load_pipeline_config("sample", {"train.epochs": 2}).train.epochs   # doctest: +SKIP
     2
@@ -168,7 +170,7 @@ def load_pipeline_config(preset: str | Path, overrides: dict[str, object] | None
     for key, value in (overrides or {}).items():
         set_dotted(raw, key, value)
     try:
-        return PipelineConfig.model_validate(raw)
+        return (model or PipelineConfig).model_validate(raw)
     except Exception as exc:
         raise ValueError(f"{path}: invalid pipeline config:\n{exc}") from None
 
@@ -295,3 +297,68 @@ class Seq2SeqTrainConfig(TrainConfig):
     bleu_tokenize: str = Field("13a", description="sacreBLEU tokenizer: '13a', or 'zh' for Chinese targets.")
     validation_max_pairs: int = Field(1000, ge=1, description="Validation pairs decoded after each epoch.")
     max_length: int = Field(80, gt=0, description="Longest output when decoding.")
+
+
+class PairTokenizerConfig(_Strict):
+    source: TokenizerConfig = Field(default_factory=lambda: TokenizerConfig(max_length=100))
+    target: TokenizerConfig = Field(default_factory=lambda: TokenizerConfig(max_length=100))
+    joint: bool = Field(False, description="One vocabulary for both sides (trained on both): needed for copying.")
+
+
+class PairAugmentConfig(_Strict):
+    """Noise on the source side of training pairs (targets stay clean): robustness to typos."""
+
+    enabled: bool = False
+    methods: list[Literal["random_swap", "random_delete", "spelling", "char_keyboard"]] = Field(
+        default_factory=lambda: ["char_keyboard"])
+    copies: int = Field(1, ge=1)
+    fraction: float = Field(0.2, gt=0, le=1)
+    seed: int = 13
+
+
+class Seq2SeqModelConfig(_Strict):
+    embedding_dim: int = Field(256, gt=0)
+    hidden_dim: int = Field(256, gt=0)
+    attention: Literal["additive", "multiplicative"] = "additive"
+    attention_dim: int = Field(256, gt=0)
+    dropout: float = Field(0.2, ge=0, lt=1)
+    tie_embeddings: bool = False
+    pointer: bool = Field(False, description="Pointer-generator: copy source tokens (needs tokenizer.joint).")
+    share_embeddings: bool = Field(False, description="One embedding table for both sides (needs tokenizer.joint).")
+
+
+class DecodeConfig(_Strict):
+    beam_size: int = Field(5, ge=1)
+    max_length: int = Field(80, gt=0)
+    length_penalty: float = Field(1.0, ge=0)
+    attention_samples: int = Field(4, ge=0, description="Test sentences drawn as attention heat maps.")
+
+
+class Seq2SeqRegistryConfig(_Strict):
+    model_name: str = "lowlm-seq2seq"
+    metric: Literal["bleu", "chrf", "rougeL"] = "bleu"
+
+
+class Seq2SeqPipelineConfig(_Strict):
+    """Translation or summarization: one form in the Prefect UI, one YAML preset on disk."""
+
+    name: str = "seq2seq"
+    experiment: str = "lowlm-seq2seq"
+    corpus: PairCorpusConfig
+    tokenizer: PairTokenizerConfig = Field(default_factory=PairTokenizerConfig)
+    augment: PairAugmentConfig = Field(default_factory=PairAugmentConfig)
+    model: Seq2SeqModelConfig = Field(default_factory=Seq2SeqModelConfig)
+    train: Seq2SeqTrainConfig = Field(default_factory=Seq2SeqTrainConfig)
+    decode: DecodeConfig = Field(default_factory=DecodeConfig)
+    registry: Seq2SeqRegistryConfig = Field(default_factory=Seq2SeqRegistryConfig)
+    work_dir: str = ".lowlm"
+
+    @model_validator(mode="after")
+    def _copy_needs_joint_vocabulary(self) -> "Seq2SeqPipelineConfig":
+        if (self.model.pointer or self.model.share_embeddings) and not self.tokenizer.joint:
+            raise ValueError("model.pointer and model.share_embeddings need tokenizer.joint: true")
+        return self
+
+    def digest(self) -> str:
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]

@@ -52,6 +52,38 @@ def curves_figure(history: Sequence[dict], title: str = "Training curves"):
     return fig
 
 
+def seq2seq_curves_figure(history: Sequence[dict], metric: str, title: str = "Training curves"):
+    """Train and validation loss beside the validation metric (BLEU, chrF or ROUGE-L), per epoch."""
+    epochs = range(1, len(history) + 1)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    left.plot(epochs, [h["train_loss"] for h in history], marker="o", label="train loss (smoothed)")
+    left.plot(epochs, [h["val_loss"] for h in history], marker="o", label="validation loss")
+    left.set_xlabel("epoch")
+    left.legend()
+    key = f"val_{metric}"
+    if metric != "loss":
+        right.plot(epochs, [h[key] for h in history], marker="o", label=f"validation {metric} (greedy)")
+    right.set_xlabel("epoch")
+    right.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def attention_matrix_figure(source: Sequence[str], output: Sequence[str], weights, title: str = ""):
+    """Heat map of one sentence's attention: output tokens (rows) over source tokens (columns)."""
+    weights = np.asarray(weights, dtype=float)
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.45 * len(source) + 1.5), max(3.0, 0.4 * len(output) + 1.2)))
+    ax.imshow(weights, cmap="Greys", aspect="auto", vmin=0, vmax=max(1e-9, weights.max()))
+    ax.set_xticks(range(len(source)), source, rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(len(output)), output, fontsize=8)
+    ax.set_xlabel("source")
+    ax.set_ylabel("output")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
 def attention_figure(rows: Sequence[tuple[list[str], Sequence[float], str]], title: str = "Attention"):
     """One heat strip per sentence: tokens with their attention weight, labelled with the prediction."""
     fig, axes = plt.subplots(len(rows), 1, figsize=(10, 0.9 * len(rows) + 0.6), squeeze=False)

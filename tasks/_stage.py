@@ -109,10 +109,11 @@ def log_json(data, artifact_file: str) -> None:
     mlflow.log_dict(data, artifact_file)
 
 
-def log_dataset(frame: pd.DataFrame, name: str, digest: str, source: str, context: str) -> None:
+def log_dataset(frame: pd.DataFrame, name: str, digest: str, source: str, context: str,
+                targets: str = "label") -> None:
     """Record a data split as a run input (name, digest, source) in MLflow's dataset tracking."""
     try:
-        dataset = mlflow.data.from_pandas(frame, source=source, name=name, digest=digest, targets="label")
+        dataset = mlflow.data.from_pandas(frame, source=source, name=name, digest=digest, targets=targets)
     except Exception:  # a source MLflow cannot resolve (an in-memory frame): record the digest alone
-        dataset = mlflow.data.from_pandas(frame, name=name, digest=digest, targets="label")
+        dataset = mlflow.data.from_pandas(frame, name=name, digest=digest, targets=targets)
     mlflow.log_input(dataset, context=context)

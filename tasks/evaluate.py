@@ -6,9 +6,11 @@ import mlflow
 import pandas as pd
 from prefect import task
 
-from lowlm.metrics import classification_report, majority_baseline
-from lowlm.plots import attention_figure, confusion_matrix_figure
+from lowlm.config import DecodeConfig
+from lowlm.metrics import bleu, chrf, classification_report, majority_baseline, rouge
+from lowlm.plots import attention_figure, attention_matrix_figure, confusion_matrix_figure
 from lowlm.predictor import TextClassifier
+from lowlm.translator import Translator
 from tasks._stage import STAGE_OPTIONS, Tracking, log_dataset, log_figure, log_json, log_table, stage_run
 
 
@@ -52,3 +54,30 @@ def _log_attention(classifier: TextClassifier, texts: list[str], labels: list[st
         weights = model.last_attention[0, : len(tokens)].tolist()
         rows.append((tokens or ["[UNK]"], weights, f"predicted {labels[pred]}: {text[:80]}"))
     log_figure(attention_figure(rows, title="Attention over test sentences"), "plots/attention.png")
+
+
+@task(name="evaluate-seq2seq", **STAGE_OPTIONS)
+def evaluate_seq2seq(corpus: dict, trained: dict, decode: DecodeConfig, bleu_tokenize: str,
+                     tracking: Tracking) -> dict:
+    """BLEU, chrF and ROUGE of detokenised output against the raw test references; attention maps."""
+    with stage_run(tracking, "evaluate"):
+        mlflow.log_params({f"decode.{k}": v for k, v in decode.model_dump().items()})
+        translator = Translator.load(trained["model_dir"])
+        test = pd.read_parquet(corpus["splits"]["test"])
+        log_dataset(test, name="test", digest=corpus["digests"]["test"], source=corpus["sources"]["test"],
+                    context="test", targets="target")
+        sources, references = test["source"].tolist(), test["target"].tolist()
+        greedy = translator.translate(sources, beam_size=1, max_length=decode.max_length)
+        beam = translator.translate(sources, beam_size=decode.beam_size, max_length=decode.max_length,
+                                    length_penalty=decode.length_penalty)
+        metrics = {"test_bleu_greedy": bleu(greedy, references, tokenize=bleu_tokenize),
+                   "test_bleu": bleu(beam, references, tokenize=bleu_tokenize),
+                   "test_chrf": chrf(beam, references),
+                   **{f"test_{k}": v for k, v in rouge(beam, references).items()}}
+        mlflow.log_metrics(metrics)
+        log_table(test.assign(greedy=greedy, beam=beam).head(200), "test_outputs.json")
+        for i, text in enumerate(sources[: decode.attention_samples]):
+            src_tokens, out_tokens, weights = translator.attention(text, max_length=decode.max_length)
+            log_figure(attention_matrix_figure(src_tokens, out_tokens, weights.numpy(), title=text[:80]),
+                       f"plots/attention_{i}.png")
+        return {"metrics": metrics, "test_digest": corpus["digests"]["test"], "bleu_tokenize": bleu_tokenize}

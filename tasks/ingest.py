@@ -5,8 +5,9 @@ from __future__ import annotations
 import mlflow
 from prefect import task
 
-from lowlm.config import CorpusConfig
+from lowlm.config import CorpusConfig, PairCorpusConfig
 from lowlm.corpus import load_corpus
+from lowlm.pairs import load_pairs
 from tasks._stage import STAGE_OPTIONS, Tracking, digest_of, log_dataset, log_table, output_dir, stage_run
 
 
@@ -29,3 +30,22 @@ def ingest(corpus: CorpusConfig, work_dir: str, tracking: Tracking, stage: str =
         log_table(data.frame("train").head(50), "train_sample.json")
         return {"splits": paths, "digests": data.digests, "labels": data.labels, "sources": data.sources,
                 "rows": {s: len(d) for s, d in data.splits.items()}}
+
+
+@task(name="ingest-pairs", **STAGE_OPTIONS)
+def ingest_pairs(corpus: PairCorpusConfig, work_dir: str, tracking: Tracking, fingerprint: str = "") -> dict:
+    """Parallel corpus: read, filter (counts logged), split and save source/target pairs."""
+    with stage_run(tracking, "ingest"):
+        mlflow.log_params({f"corpus.{k}": v for k, v in corpus.model_dump().items()})
+        data = load_pairs(corpus)
+        folder = output_dir(work_dir, "ingest-pairs", digest_of(corpus, data.digests))
+        paths = data.save(folder)
+        for split, path in paths.items():
+            log_dataset(data.frame(split), name=f"ingest-{split}", digest=data.digests[split],
+                        source=data.sources[split], context=split, targets="target")
+            mlflow.log_metric(f"rows_{split}", len(data.splits[split]))
+            for reason, count in data.filtered.get(split, {}).items():
+                mlflow.log_metric(f"filtered_{reason}_{split}", count)
+        log_table(data.frame("train").head(50), "train_sample.json")
+        return {"splits": paths, "digests": data.digests, "sources": data.sources,
+                "rows": {s: len(p) for s, p in data.splits.items()}, "filtered": data.filtered}

@@ -19,6 +19,7 @@ from prefect import task
 
 from lowlm.metrics import accuracy, macro_f1
 from lowlm.mlflow_model import log_pyfunc
+from lowlm.train_seq2seq import score_texts
 from tasks._stage import Tracking, stage_run
 
 CHAMPION, CHALLENGER = "champion", "challenger"
@@ -34,10 +35,14 @@ def git_commit() -> str:
         return "unknown"
 
 
-def _score(model_uri: str, corpus: dict, metric: str) -> float:
-    """The metric of a registered model on this run's test split."""
+def _score(model_uri: str, corpus: dict, metric: str, bleu_tokenize: str = "13a") -> float:
+    """The metric of a registered model on this run's test split (classification or generation)."""
     test = pd.read_parquet(corpus["splits"]["test"])
-    predicted = mlflow.pyfunc.load_model(model_uri).predict(test["text"].tolist())["label"].tolist()
+    model = mlflow.pyfunc.load_model(model_uri)
+    if "labels" not in corpus:  # source -> target pairs
+        generated = model.predict(test["source"].tolist())["generated"].tolist()
+        return score_texts(metric, generated, test["target"].tolist(), bleu_tokenize)
+    predicted = model.predict(test["text"].tolist())["label"].tolist()
     labels = list(corpus["labels"])
     index = {name: i for i, name in enumerate(labels)}
     y_true = [index[x] for x in test["label"]]
@@ -48,7 +53,8 @@ def _score(model_uri: str, corpus: dict, metric: str) -> float:
     return macro_f1(y_true, y_pred, len(labels) + 1)
 
 
-def champion_metric(client: MlflowClient, name: str, corpus: dict, metric: str) -> tuple[str | None, float | None, str]:
+def champion_metric(client: MlflowClient, name: str, corpus: dict, metric: str,
+                    bleu_tokenize: str = "13a") -> tuple[str | None, float | None, str]:
     """(champion version, its metric on our test data, how we got it); (None, None, why) if no champion."""
     try:
         champion = client.get_model_version_by_alias(name, CHAMPION)
@@ -57,7 +63,8 @@ def champion_metric(client: MlflowClient, name: str, corpus: dict, metric: str) 
     stored = champion.tags.get(f"test_{metric}")
     if champion.tags.get("test_digest") == corpus["digests"]["test"] and stored is not None:
         return str(champion.version), float(stored), "stored metric on the same test digest"
-    return str(champion.version), _score(f"models:/{name}@{CHAMPION}", corpus, metric), "re-scored on this test split"
+    score = _score(f"models:/{name}@{CHAMPION}", corpus, metric, bleu_tokenize)
+    return str(champion.version), score, "re-scored on this test split"
 
 
 @task(name="register")
@@ -74,8 +81,10 @@ def register(corpus: dict, trained: dict, evaluation: dict, model_name: str, met
             return {"name": model_name, "version": str(version.version), "alias": aliases[0] if aliases else None,
                     "new": False, "reason": f"model digest {trained['digest']} is already version {version.version}"}
         ours = evaluation["metrics"][f"test_{metric}"]
-        champ_version, champ_score, how = champion_metric(client, model_name, corpus, metric)
-        sample = pd.read_parquet(corpus["splits"]["test"])["text"].head(3).tolist()
+        champ_version, champ_score, how = champion_metric(client, model_name, corpus, metric,
+                                                          evaluation.get("bleu_tokenize", "13a"))
+        test = pd.read_parquet(corpus["splits"]["test"])
+        sample = test["text" if "labels" in corpus else "source"].head(3).tolist()
         info = log_pyfunc(trained["model_dir"], input_example=sample)
         version = None
         try:

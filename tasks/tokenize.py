@@ -8,7 +8,7 @@ import mlflow
 import pandas as pd
 from prefect import task
 
-from lowlm.config import TokenizerConfig
+from lowlm.config import PairTokenizerConfig, TokenizerConfig
 from lowlm.tokenizer import Tokenizer
 from tasks._stage import STAGE_OPTIONS, Tracking, digest_of, log_table, output_dir, stage_run
 
@@ -18,9 +18,7 @@ def tokenize(corpus: dict, config: TokenizerConfig, work_dir: str, tracking: Tra
     with stage_run(tracking, "tokenize"):
         mlflow.log_params({f"tokenizer.{k}": v for k, v in config.model_dump().items()})
         train = pd.read_parquet(corpus["splits"]["train"])
-        tok = Tokenizer.train(train["text"], kind=config.kind, vocab_size=config.vocab_size,
-                              min_frequency=config.min_frequency, lowercase=config.lowercase, nfkc=config.nfkc,
-                              max_length=config.max_length)
+        tok = _train_tokenizer(train["text"].tolist(), config)
         path = tok.save(output_dir(work_dir, "tokenize", digest_of(config, corpus["digests"]["train"])) / "tokenizer.json")
         mlflow.log_artifact(str(path))
         encoded = tok.encode_batch(train["text"].tolist())
@@ -32,3 +30,41 @@ def tokenize(corpus: dict, config: TokenizerConfig, work_dir: str, tracking: Tra
         log_table(sample, "tokenized_sample.json")
         return {"path": str(path), "digest": hashlib.sha256(path.read_bytes()).hexdigest()[:16],
                 "vocab_size": tok.vocab_size}
+
+
+def _train_tokenizer(texts, config: TokenizerConfig) -> Tokenizer:
+    return Tokenizer.train(texts, kind=config.kind, vocab_size=config.vocab_size, min_frequency=config.min_frequency,
+                           lowercase=config.lowercase, nfkc=config.nfkc, max_length=config.max_length)
+
+
+@task(name="tokenize-pairs", **STAGE_OPTIONS)
+def tokenize_pairs(corpus: dict, config: PairTokenizerConfig, work_dir: str, tracking: Tracking) -> dict:
+    """Source and target vocabularies, separate or joint, fitted on the training pairs."""
+    with stage_run(tracking, "tokenize"):
+        mlflow.log_params({"tokenizer.joint": config.joint,
+                           **{f"tokenizer.source.{k}": v for k, v in config.source.model_dump().items()},
+                           **{f"tokenizer.target.{k}": v for k, v in config.target.model_dump().items()}})
+        train = pd.read_parquet(corpus["splits"]["train"])
+        sources, targets = train["source"].tolist(), train["target"].tolist()
+        folder = output_dir(work_dir, "tokenize-pairs", digest_of(config, corpus["digests"]["train"]))
+        if config.joint:
+            source = _train_tokenizer(sources + targets, config.source)
+            target = Tokenizer.from_json(source.to_json())
+            target.max_length = config.target.max_length
+        else:
+            source, target = _train_tokenizer(sources, config.source), _train_tokenizer(targets, config.target)
+        paths = {"source": source.save(folder / "source_tokenizer.json"),
+                 "target": target.save(folder / "target_tokenizer.json")}
+        for side, tok in (("source", source), ("target", target)):
+            mlflow.log_artifact(str(paths[side]))
+            texts = sources if side == "source" else targets
+            encoded = tok.encode_batch(texts)
+            total = max(1, sum(len(e) for e in encoded))
+            mlflow.log_metrics({f"{side}_vocab_size": tok.vocab_size,
+                                f"{side}_mean_tokens": total / max(1, len(encoded)),
+                                f"{side}_unk_rate": sum(e.count(1) for e in encoded) / total,
+                                f"{side}_truncated": sum(len(tok.backend.encode(t).ids) > tok.max_length
+                                                         for t in texts[:5000])})
+        digest = hashlib.sha256(paths["source"].read_bytes() + paths["target"].read_bytes()).hexdigest()[:16]
+        return {"source": str(paths["source"]), "target": str(paths["target"]), "digest": digest,
+                "joint": config.joint}

@@ -7,12 +7,15 @@ import pandas as pd
 from prefect import task
 
 from lowlm.batching import Batches
-from lowlm.config import ModelConfig, TrainConfig
+from lowlm.config import ModelConfig, Seq2SeqModelConfig, Seq2SeqTrainConfig, TrainConfig
 from lowlm.models import build_classifier
-from lowlm.plots import curves_figure
+from lowlm.models.seq2seq import Seq2Seq
+from lowlm.plots import curves_figure, seq2seq_curves_figure
 from lowlm.predictor import TextClassifier
 from lowlm.tokenizer import Tokenizer
 from lowlm.train import fit
+from lowlm.train_seq2seq import PairBatches, fit_seq2seq
+from lowlm.translator import Translator
 from tasks._stage import STAGE_OPTIONS, Tracking, digest_of, log_figure, output_dir, stage_run
 
 
@@ -55,3 +58,38 @@ def train(corpus: dict, augmented: dict, tokenizer: dict, model: ModelConfig, co
         mlflow.set_tag("lowlm.model_digest", digest)
         return {"model_dir": str(folder), "digest": digest, "run_id": run.info.run_id,
                 "best_epoch": result.best_epoch, "best_val": result.best_metric, "kind": model.kind}
+
+
+@task(name="train-seq2seq", **STAGE_OPTIONS)
+def train_seq2seq(corpus: dict, train_split: dict, vocab: dict, model: Seq2SeqModelConfig, config: Seq2SeqTrainConfig,
+                  work_dir: str, tracking: Tracking) -> dict:
+    with stage_run(tracking, "train") as run:
+        mlflow.log_params({f"model.{k}": v for k, v in model.model_dump().items()})
+        mlflow.log_params({f"train.{k}": v for k, v in config.model_dump().items()})
+        source, target = Tokenizer.load(vocab["source"]), Tokenizer.load(vocab["target"])
+        train_pairs = pd.read_parquet(train_split["train"])
+        val_pairs = pd.read_parquet(corpus["splits"]["validation"])
+        net = Seq2Seq(source.vocab_size, target.vocab_size, embedding_dim=model.embedding_dim,
+                      hidden_dim=model.hidden_dim, attention=model.attention, attention_dim=model.attention_dim,
+                      dropout=model.dropout, tie_embeddings=model.tie_embeddings, copy=model.pointer,
+                      share_embeddings=model.share_embeddings)
+        mlflow.log_metric("parameters", sum(p.numel() for p in net.parameters()))
+        translator = Translator(net, source, target)
+        batches = PairBatches(source.encode_batch(train_pairs["source"].tolist()),
+                              target.encode_target_batch(train_pairs["target"].tolist()),
+                              batch_size=config.batch_size, shuffle=True, seed=config.seed)
+        val_batches = PairBatches(source.encode_batch(val_pairs["source"].tolist()),
+                                  target.encode_target_batch(val_pairs["target"].tolist()), batch_size=128)
+        result = fit_seq2seq(translator, batches, val_batches, val_pairs["source"].tolist(),
+                             val_pairs["target"].tolist(), config,
+                             on_epoch=lambda epoch, metrics: mlflow.log_metrics(metrics, step=epoch))
+        mlflow.log_metrics({"best_epoch": result.best_epoch, f"best_val_{config.metric}": result.best_metric,
+                            "train_seconds": result.seconds, "target_tokens_per_second": result.tokens_per_second})
+        log_figure(seq2seq_curves_figure(result.history, config.metric), "plots/training_curves.png")
+        key = digest_of(model, config, train_split["digest"], corpus["digests"]["validation"], vocab["digest"])
+        folder = translator.save(output_dir(work_dir, "train-seq2seq", key) / "translator")
+        mlflow.log_artifacts(str(folder), artifact_path="checkpoint")
+        digest = translator.digest()
+        mlflow.set_tag("lowlm.model_digest", digest)
+        return {"model_dir": str(folder), "digest": digest, "run_id": run.info.run_id, "best_epoch": result.best_epoch,
+                "best_val": result.best_metric, "tokens_per_second": result.tokens_per_second}
