@@ -1,0 +1,128 @@
+"""Seq2seq presets on real corpora: the flow's tokenize/train/evaluate steps, timed, with a table.
+
+    .venv/bin/python benchmarks/seq2seq_real.py multi30k
+    .venv/bin/python benchmarks/seq2seq_real.py tatoeba-en-zh --set train.epochs=8
+
+Prints and saves benchmarks/results/seq2seq_<preset>.{md,json}: detokenised sacreBLEU (greedy and
+beam), chrF, ROUGE, training time and target tokens per second, and (for summarization presets)
+the lead baseline: the article's first sentence scored against the same references.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from lowlm.config import Seq2SeqPipelineConfig, load_pipeline_config, parse_override  # noqa: E402
+from lowlm.metrics import bleu, chrf, rouge  # noqa: E402
+from lowlm.models.seq2seq import Seq2Seq  # noqa: E402
+from lowlm.pairs import load_pairs  # noqa: E402
+from lowlm.tokenizer import Tokenizer  # noqa: E402
+from lowlm.train_seq2seq import PairBatches, fit_seq2seq  # noqa: E402
+from lowlm.translator import Translator  # noqa: E402
+
+
+def first_sentence(text: str) -> str:
+    return re.split(r"(?<=[.!?])\s+", text.strip(), maxsplit=1)[0]
+
+
+def run(config: Seq2SeqPipelineConfig, log) -> dict:
+    data = load_pairs(config.corpus)
+    train, val, test = data.splits["train"], data.splits["validation"], data.splits["test"]
+    t = config.tokenizer
+    start = time.perf_counter()
+
+    def fit_tok(texts, c):
+        return Tokenizer.train(texts, kind=c.kind, vocab_size=c.vocab_size, min_frequency=c.min_frequency,
+                               lowercase=c.lowercase, nfkc=c.nfkc, max_length=c.max_length)
+
+    if t.joint:
+        source = fit_tok([s for s, _ in train] + [y for _, y in train], t.source)
+        target = Tokenizer.from_json(source.to_json())
+        target.max_length = t.target.max_length
+    else:
+        source, target = fit_tok([s for s, _ in train], t.source), fit_tok([y for _, y in train], t.target)
+    m = config.model
+    net = Seq2Seq(source.vocab_size, target.vocab_size, embedding_dim=m.embedding_dim, hidden_dim=m.hidden_dim,
+                  attention=m.attention, attention_dim=m.attention_dim, dropout=m.dropout,
+                  tie_embeddings=m.tie_embeddings, copy=m.pointer, share_embeddings=m.share_embeddings)
+    translator = Translator(net, source, target)
+    batches = PairBatches(source.encode_batch([s for s, _ in train]), target.encode_target_batch([y for _, y in train]),
+                          config.train.batch_size, shuffle=True, seed=config.train.seed)
+    val_batches = PairBatches(source.encode_batch([s for s, _ in val]), target.encode_target_batch([y for _, y in val]),
+                              128)
+    cfg = config.train.model_copy(update={"progress": False})
+    result = fit_seq2seq(translator, batches, val_batches, [s for s, _ in val], [y for _, y in val], cfg,
+                         on_epoch=lambda e, metrics: log(f"epoch {e}: {json.dumps(metrics)}"))
+    train_seconds = time.perf_counter() - start
+    sources, refs = [s for s, _ in test], [y for _, y in test]
+    decode = config.decode
+    t0 = time.perf_counter()
+    greedy = translator.translate(sources, beam_size=1, max_length=decode.max_length)
+    greedy_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    beam = translator.translate(sources, beam_size=decode.beam_size, max_length=decode.max_length,
+                                length_penalty=decode.length_penalty)
+    beam_s = time.perf_counter() - t0
+    tok = config.train.bleu_tokenize
+    out = {"rows": {k: len(v) for k, v in data.splits.items()}, "filtered": data.filtered,
+           "epochs_run": len(result.history), "best_epoch": result.best_epoch, "history": result.history,
+           "train_seconds": train_seconds, "tokens_per_second": result.tokens_per_second,
+           "bleu_greedy": bleu(greedy, refs, tokenize=tok), "bleu_beam": bleu(beam, refs, tokenize=tok),
+           "chrf_beam": chrf(beam, refs), "rouge_beam": rouge(beam, refs),
+           "greedy_seconds": greedy_s, "beam_seconds": beam_s, "samples": list(zip(sources[:5], refs[:5], beam[:5]))}
+    if config.corpus.format == "jsonl":  # summarization: the lead baseline
+        lead = [first_sentence(s) for s in sources]
+        out["lead_rouge"] = rouge(lead, refs)
+    return out
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("preset")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    config = load_pipeline_config(args.preset, dict(parse_override(o) for o in args.overrides), Seq2SeqPipelineConfig)
+    out = Path(args.out or ROOT / "benchmarks" / "results" / f"seq2seq_{args.preset}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    log_file = out.with_suffix(".log").open("w")
+
+    def log(line: str) -> None:
+        print(line, flush=True)
+        log_file.write(line + "\n")
+        log_file.flush()
+
+    r = run(config, log)
+    rows = [
+        "| preset | train/val/test pairs | epochs (best) | train min | target tok/s | BLEU greedy | BLEU beam | chrF | ROUGE-L |",
+        "|---|---|---|---|---|---|---|---|---|",
+        f"| {args.preset} | {r['rows']['train']}/{r['rows']['validation']}/{r['rows']['test']} | "
+        f"{r['epochs_run']} ({r['best_epoch']}) | {r['train_seconds'] / 60:.1f} | {r['tokens_per_second']:.0f} | "
+        f"{r['bleu_greedy']:.2f} | {r['bleu_beam']:.2f} (beam {config.decode.beam_size}) | {r['chrf_beam']:.2f} | "
+        f"{r['rouge_beam']['rougeL']:.2f} |",
+    ]
+    if "lead_rouge" in r:
+        rows.append(f"\nLead baseline (first sentence of the source): ROUGE-1 {r['lead_rouge']['rouge1']:.2f}, "
+                    f"ROUGE-2 {r['lead_rouge']['rouge2']:.2f}, ROUGE-L {r['lead_rouge']['rougeL']:.2f}")
+    log("\n".join(rows))
+    out.with_suffix(".md").write_text("\n".join(rows) + "\n")
+    out.with_suffix(".json").write_text(json.dumps({"preset": args.preset, "overrides": args.overrides,
+                                                    "config": config.model_dump(mode="json"), "result": r},
+                                                   indent=1, ensure_ascii=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
