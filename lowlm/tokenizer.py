@@ -15,6 +15,7 @@ sequences for the sequence-to-sequence models). Saved as the library's own JSON;
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Iterable, Literal, Sequence
 
@@ -53,6 +54,21 @@ def _build(kind: Kind, lowercase: bool, nfkc: bool):
     if norm is not None:
         tok.normalizer = norm
     return tok
+
+
+_NO_SPACE_BEFORE = re.compile(r" ([.,!?;:%)\]}]|'s\b|'re\b|'ve\b|'ll\b|'d\b|'m\b|n't\b)")
+_NO_SPACE_AFTER = re.compile(r"([(\[{$]) ")
+
+
+def detokenize(text: str) -> str:
+    """Undo the word tokenizer's punctuation split, so users and metrics see plain text.
+
+    >>> detokenize("two dogs , one cat ( black ) . it ' s fine")
+    "two dogs, one cat (black). it's fine"
+    """
+    text = re.sub(r"(\w) ' (s|re|ve|ll|d|m|t)\b", r"\1'\2", text)
+    text = _NO_SPACE_BEFORE.sub(r"\1", text)
+    return _NO_SPACE_AFTER.sub(r"\1", text)
 
 
 class Tokenizer:
@@ -104,7 +120,8 @@ class Tokenizer:
         return [enc.ids[: self.max_length] for enc in self.backend.encode_batch(list(texts))]
 
     def decode(self, ids: Sequence[int]) -> str:
-        return self.backend.decode(list(ids), skip_special_tokens=True)
+        text = self.backend.decode(list(ids), skip_special_tokens=True)
+        return detokenize(text) if self.kind == "word" else text
 
     def id_to_token(self, i: int) -> str | None:
         return self.backend.id_to_token(i)

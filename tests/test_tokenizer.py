@@ -22,7 +22,7 @@ def test_round_trip_through_json(kind, tmp_path):
 
 
 @pytest.mark.parametrize("kind,expected", [
-    ("word", "the cat sat on the mat ."),  # lowercased, punctuation split off
+    ("word", "the cat sat on the mat."),  # lowercased; punctuation split off, then rejoined
     ("bpe", "the cat sat on the mat."),
     ("char", "the cat sat on the mat."),
 ])
