@@ -62,14 +62,19 @@ class Corpus:
 
     def save(self, folder: str | Path) -> dict[str, str]:
         """Write each split as Parquet (label names, not indices); returns split -> path."""
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        paths = {}
-        for name in self.splits:
-            path = folder / f"{name}.parquet"
-            self.frame(name).to_parquet(path, index=False)
-            paths[name] = str(path)
-        return paths
+        return save_splits(folder, {name: self.frame(name) for name in self.splits})
+
+
+def save_splits(folder: str | Path, frames: dict[str, pd.DataFrame]) -> dict[str, str]:
+    """``folder/<split>.parquet`` per frame; returns split -> path."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for name, frame in frames.items():
+        path = folder / f"{name}.parquet"
+        frame.to_parquet(path, index=False)
+        paths[name] = str(path)
+    return paths
 
 
 def split_digest(texts, labels, label_names) -> str:

@@ -30,7 +30,7 @@ from typing import Iterator
 import pandas as pd
 
 from lowlm.config import PairCorpusConfig
-from lowlm.corpus import CorpusError
+from lowlm.corpus import CorpusError, save_splits
 
 Pair = tuple[str, str]
 SPLITS = ("train", "validation", "test")
@@ -68,14 +68,7 @@ class PairCorpus:
 
     def save(self, folder: str | Path) -> dict[str, str]:
         """Write each split as Parquet with ``source``/``target`` columns; returns split -> path."""
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        paths = {}
-        for name in self.splits:
-            path = folder / f"{name}.parquet"
-            self.frame(name).to_parquet(path, index=False)
-            paths[name] = str(path)
-        return paths
+        return save_splits(folder, {name: self.frame(name) for name in self.splits})
 
 
 def pairs_frame(pairs: list[Pair]) -> pd.DataFrame:

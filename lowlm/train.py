@@ -34,6 +34,28 @@ class TrainResult:
     stopped_early: bool = False
 
 
+class EarlyStopping:
+    """Keeps the best epoch's weights (on the CPU) and says when ``patience`` epochs brought nothing better."""
+
+    def __init__(self, patience: int):
+        self.patience = patience
+        self.best_metric, self.best_epoch, self.bad_epochs = float("-inf"), 0, 0
+        self.best_state: dict | None = None
+
+    def update(self, model: nn.Module, epoch: int, score: float) -> bool:
+        """Record an epoch's validation score (higher is better); True means stop now."""
+        if score > self.best_metric:
+            self.best_metric, self.best_epoch, self.bad_epochs = score, epoch, 0
+            self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+            return False
+        self.bad_epochs += 1
+        return bool(self.patience) and self.bad_epochs >= self.patience
+
+    def restore(self, model: nn.Module) -> None:
+        if self.best_state is not None:
+            model.load_state_dict(self.best_state)
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -145,7 +167,7 @@ def _loop(model, train, validation, num_labels, cfg, on_epoch) -> TrainResult:
     schedulers = [torch.optim.lr_scheduler.LambdaLR(opt, schedule) for opt in optimizers]
     dense_params = [p for p in model.parameters() if p.requires_grad and not _is_sparse(model, p)]
     device = next(model.parameters()).device
-    result, best_state, bad_epochs = TrainResult(), None, 0
+    result, stopper = TrainResult(), EarlyStopping(cfg.patience)
     start = time.perf_counter()
     for epoch in range(1, cfg.epochs + 1):
         model.train()
@@ -174,17 +196,11 @@ def _loop(model, train, validation, num_labels, cfg, on_epoch) -> TrainResult:
         result.history.append(metrics)
         if on_epoch:
             on_epoch(epoch, metrics)
-        score = metrics[f"val_{cfg.metric}"]
-        if score > result.best_metric:
-            result.best_metric, result.best_epoch, bad_epochs = score, epoch, 0
-            best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-        else:
-            bad_epochs += 1
-            if cfg.patience and bad_epochs >= cfg.patience:
-                result.stopped_early = True
-                break
-    if best_state is not None:
-        model.load_state_dict(best_state)
+        if stopper.update(model, epoch, metrics[f"val_{cfg.metric}"]):
+            result.stopped_early = True
+            break
+    stopper.restore(model)
+    result.best_metric, result.best_epoch = stopper.best_metric, stopper.best_epoch
     result.seconds = time.perf_counter() - start
     return result
 

@@ -19,7 +19,7 @@ from lowlm.batching import pad
 from lowlm.config import Seq2SeqTrainConfig
 from lowlm.metrics import bleu, chrf, rouge
 from lowlm.models.seq2seq import Seq2Seq, sequence_loss
-from lowlm.train import lr_lambda, make_optimizers, resolve_device, seed_everything
+from lowlm.train import EarlyStopping, lr_lambda, make_optimizers, resolve_device, seed_everything
 from lowlm.translator import Translator
 
 EpochCallback = Callable[[int, dict], None]
@@ -122,7 +122,7 @@ def _loop(translator, train, validation, sources, references, cfg, on_epoch, dev
     total = cfg.epochs * len(train)
     schedulers = [torch.optim.lr_scheduler.LambdaLR(o, lr_lambda(cfg.schedule, total, int(cfg.warmup_ratio * total)))
                   for o in optimizers]
-    result, best_state, bad_epochs, train_seconds = Seq2SeqResult(), None, 0, 0.0
+    result, stopper, train_seconds = Seq2SeqResult(), EarlyStopping(cfg.patience), 0.0
     start = time.perf_counter()
     for epoch in range(1, cfg.epochs + 1):
         model.train()
@@ -156,16 +156,11 @@ def _loop(translator, train, validation, sources, references, cfg, on_epoch, dev
         if on_epoch:
             on_epoch(epoch, metrics)
         score = -metrics["val_loss"] if cfg.metric == "loss" else metrics[f"val_{cfg.metric}"]
-        if score > result.best_metric:
-            result.best_metric, result.best_epoch, bad_epochs = score, epoch, 0
-            best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-        else:
-            bad_epochs += 1
-            if cfg.patience and bad_epochs >= cfg.patience:
-                result.stopped_early = True
-                break
-    if best_state is not None:
-        model.load_state_dict(best_state)
+        if stopper.update(model, epoch, score):
+            result.stopped_early = True
+            break
+    stopper.restore(model)
+    result.best_metric, result.best_epoch = stopper.best_metric, stopper.best_epoch
     result.seconds = time.perf_counter() - start
     result.tokens_per_second = train.target_tokens * len(result.history) / max(train_seconds, 1e-9)
     return result
