@@ -21,6 +21,13 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class _Pipeline(_Strict):
+    def digest(self) -> str:
+        """Stable hash of the whole config, for tags and cache keys."""
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
 class CorpusConfig(_Strict):
     """Where a labelled corpus lives and how to read it."""
 
@@ -116,7 +123,7 @@ class RegistryConfig(_Strict):
     metric: Literal["accuracy", "macro_f1"] = "accuracy"
 
 
-class PipelineConfig(_Strict):
+class PipelineConfig(_Pipeline):
     """The whole classification pipeline: one form in the Prefect UI, one YAML preset on disk."""
 
     name: str = "classification"
@@ -137,10 +144,6 @@ class PipelineConfig(_Strict):
             raise ValueError("fewshot.enabled is true but fewshot.corpus is not set")
         return self
 
-    def digest(self) -> str:
-        """Stable hash of the config, for tags and cache keys."""
-        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
-        return hashlib.sha256(blob).hexdigest()[:16]
 
 
 CONFIGS_DIR = Path(__file__).resolve().parent.parent / "configs"
@@ -339,7 +342,7 @@ class Seq2SeqRegistryConfig(_Strict):
     metric: Literal["bleu", "chrf", "rougeL"] = "bleu"
 
 
-class Seq2SeqPipelineConfig(_Strict):
+class Seq2SeqPipelineConfig(_Pipeline):
     """Translation or summarization: one form in the Prefect UI, one YAML preset on disk."""
 
     name: str = "seq2seq"
@@ -358,7 +361,3 @@ class Seq2SeqPipelineConfig(_Strict):
         if (self.model.pointer or self.model.share_embeddings) and not self.tokenizer.joint:
             raise ValueError("model.pointer and model.share_embeddings need tokenizer.joint: true")
         return self
-
-    def digest(self) -> str:
-        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
-        return hashlib.sha256(blob).hexdigest()[:16]
