@@ -329,13 +329,18 @@ def corpus_fingerprint(cfg: CorpusConfig) -> str:
     path = Path(cfg.path)
     files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
     files += [Path(f) for f in (cfg.validation_file, cfg.test_file) if f]
+    return files_fingerprint(files)
+
+
+def files_fingerprint(files, error: type[Exception] = CorpusError) -> str:
+    """Hash of the names and bytes of ``files``, read in 1 MiB blocks; a missing file raises ``error``."""
     h = hashlib.sha256()
-    for file in files:
-        h.update(str(file.name).encode())
+    for file in map(Path, files):
+        h.update(file.name.encode())
         try:
             with open(file, "rb") as fh:
                 for block in iter(lambda: fh.read(1 << 20), b""):
                     h.update(block)
         except FileNotFoundError:
-            raise CorpusError(f"corpus file not found: {file}") from None
+            raise error(f"corpus file not found: {file}") from None
     return h.hexdigest()[:16]

@@ -30,7 +30,7 @@ from typing import Iterator
 import pandas as pd
 
 from lowlm.config import PairCorpusConfig
-from lowlm.corpus import CorpusError, save_splits
+from lowlm.corpus import CorpusError, files_fingerprint, save_splits
 
 Pair = tuple[str, str]
 SPLITS = ("train", "validation", "test")
@@ -297,14 +297,4 @@ def load_pairs(cfg: PairCorpusConfig | None = None, **overrides) -> PairCorpus:
 
 def pairs_fingerprint(cfg: PairCorpusConfig) -> str:
     """Hash of the bytes of every file a config reads: changes whenever the data on disk changes."""
-    h = hashlib.sha256()
-    for files in _files(cfg).values():
-        for file in files:
-            h.update(Path(file).name.encode())
-            try:
-                with open(file, "rb") as fh:
-                    for block in iter(lambda: fh.read(1 << 20), b""):
-                        h.update(block)
-            except FileNotFoundError:
-                raise PairCorpusError(f"pair corpus file not found: {file}") from None
-    return h.hexdigest()[:16]
+    return files_fingerprint([file for files in _files(cfg).values() for file in files], PairCorpusError)
