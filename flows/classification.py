@@ -19,7 +19,7 @@ from prefect import flow
 from flows._cli import run_flow_cli
 from lowlm.config import PipelineConfig
 from lowlm.corpus import corpus_fingerprint
-from tasks._stage import Tracking, ensure_experiment, tracking_uri
+from tasks._stage import pipeline_run
 from tasks.adversarial import adversarial
 from tasks.augment import augment
 from tasks.evaluate import evaluate
@@ -33,11 +33,7 @@ from tasks.train import train
 @flow(name="classification")
 def classification(config: PipelineConfig) -> dict:
     """Train, evaluate and register a text classifier from one pipeline config."""
-    experiment_id = ensure_experiment(config.experiment)
-    with mlflow.start_run(experiment_id=experiment_id, run_name=config.name) as parent:
-        mlflow.set_tags({"lowlm.flow": "classification", "config_hash": config.digest()})
-        mlflow.log_dict(config.model_dump(mode="json"), "config.json")
-        tracking = Tracking(tracking_uri(), experiment_id, parent.info.run_id)
+    with pipeline_run("classification", config) as tracking:
 
         corpus = ingest(config.corpus, config.work_dir, tracking, fingerprint=corpus_fingerprint(config.corpus))
         vocab = tokenize(corpus, config.tokenizer, config.work_dir, tracking)
@@ -62,7 +58,7 @@ def classification(config: PipelineConfig) -> dict:
             summary["fewshot_accuracy"] = transfer["fewshot_accuracy"]
         mlflow.log_metrics(summary)
         mlflow.set_tags({"registered_version": registered["version"], "alias": str(registered["alias"])})
-        return {"mlflow_run_id": parent.info.run_id, "experiment_id": experiment_id, "metrics": summary,
+        return {"mlflow_run_id": tracking.parent_run_id, "experiment_id": tracking.experiment_id, "metrics": summary,
                 "model": registered}
 
 

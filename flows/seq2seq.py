@@ -19,7 +19,7 @@ from prefect import flow
 from flows._cli import run_flow_cli
 from lowlm.config import Seq2SeqPipelineConfig
 from lowlm.pairs import pairs_fingerprint
-from tasks._stage import Tracking, ensure_experiment, tracking_uri
+from tasks._stage import pipeline_run
 from tasks.augment import augment_pairs
 from tasks.evaluate import evaluate_seq2seq
 from tasks.ingest import ingest_pairs
@@ -31,11 +31,7 @@ from tasks.train import train_seq2seq
 @flow(name="seq2seq")
 def seq2seq(config: Seq2SeqPipelineConfig) -> dict:
     """Train, evaluate and register an attention encoder-decoder from one pipeline config."""
-    experiment_id = ensure_experiment(config.experiment)
-    with mlflow.start_run(experiment_id=experiment_id, run_name=config.name) as parent:
-        mlflow.set_tags({"lowlm.flow": "seq2seq", "config_hash": config.digest()})
-        mlflow.log_dict(config.model_dump(mode="json"), "config.json")
-        tracking = Tracking(tracking_uri(), experiment_id, parent.info.run_id)
+    with pipeline_run("seq2seq", config) as tracking:
 
         corpus = ingest_pairs(config.corpus, config.work_dir, tracking, fingerprint=pairs_fingerprint(config.corpus))
         vocab = tokenize_pairs(corpus, config.tokenizer, config.work_dir, tracking)
@@ -50,7 +46,7 @@ def seq2seq(config: Seq2SeqPipelineConfig) -> dict:
                    "target_tokens_per_second": trained["tokens_per_second"]}
         mlflow.log_metrics(summary)
         mlflow.set_tags({"registered_version": registered["version"], "alias": str(registered["alias"])})
-        return {"mlflow_run_id": parent.info.run_id, "experiment_id": experiment_id, "metrics": summary,
+        return {"mlflow_run_id": tracking.parent_run_id, "experiment_id": tracking.experiment_id, "metrics": summary,
                 "model": registered}
 
 

@@ -66,6 +66,19 @@ def stage_run(tracking: Tracking, stage: str):
         yield run
 
 
+@contextmanager
+def pipeline_run(flow_name: str, config):
+    """The flow run's parent MLflow run (config logged, hash tagged); yields the ``Tracking`` for its stages.
+
+    An exception inside ends the parent run FAILED and propagates.
+    """
+    experiment_id = ensure_experiment(config.experiment)
+    with mlflow.start_run(experiment_id=experiment_id, run_name=config.name) as parent:
+        mlflow.set_tags({"lowlm.flow": flow_name, "config_hash": config.digest()})
+        mlflow.log_dict(config.model_dump(mode="json"), "config.json")
+        yield Tracking(tracking_uri(), experiment_id, parent.info.run_id)
+
+
 def _library_digest() -> str:
     root = Path(lowlm.__file__).parent
     h = hashlib.sha256()
