@@ -31,8 +31,9 @@ from lowlm.train_seq2seq import PairBatches, fit_seq2seq  # noqa: E402
 from lowlm.translator import Translator  # noqa: E402
 
 
-def first_sentence(text: str) -> str:
-    return re.split(r"(?<=[.!?])\s+", text.strip(), maxsplit=1)[0]
+def lead(text: str, sentences: int = 1) -> str:
+    """The first ``sentences`` sentences of ``text`` (the lead baseline of news summarization)."""
+    return " ".join(re.split(r"(?<=[.!?])\s+", text.strip())[:sentences])
 
 
 def run(config: Seq2SeqPipelineConfig, log) -> dict:
@@ -81,8 +82,8 @@ def run(config: Seq2SeqPipelineConfig, log) -> dict:
            "chrf_beam": chrf(beam, refs), "rouge_beam": rouge(beam, refs),
            "greedy_seconds": greedy_s, "beam_seconds": beam_s, "samples": list(zip(sources[:5], refs[:5], beam[:5]))}
     if config.corpus.format == "jsonl":  # summarization: the lead baseline
-        lead = [first_sentence(s) for s in sources]
-        out["lead_rouge"] = rouge(lead, refs)
+        out["lead_rouge"] = rouge([lead(s, 1) for s in sources], refs)
+        out["lead3_rouge"] = rouge([lead(s, 3) for s in sources], refs)
     return out
 
 
@@ -106,16 +107,18 @@ def main(argv=None) -> int:
 
     r = run(config, log)
     rows = [
-        "| preset | train/val/test pairs | epochs (best) | train min | target tok/s | BLEU greedy | BLEU beam | chrF | ROUGE-L |",
-        "|---|---|---|---|---|---|---|---|---|",
-        f"| {args.preset} | {r['rows']['train']}/{r['rows']['validation']}/{r['rows']['test']} | "
+        "| preset | copy | train/val/test pairs | epochs (best) | train min | target tok/s | BLEU greedy | BLEU beam "
+        "| chrF | ROUGE-1/2/L |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+        f"| {args.preset} | {'yes' if config.model.pointer else 'no'} | {r['rows']['train']}/{r['rows']['validation']}/{r['rows']['test']} | "
         f"{r['epochs_run']} ({r['best_epoch']}) | {r['train_seconds'] / 60:.1f} | {r['tokens_per_second']:.0f} | "
         f"{r['bleu_greedy']:.2f} | {r['bleu_beam']:.2f} (beam {config.decode.beam_size}) | {r['chrf_beam']:.2f} | "
-        f"{r['rouge_beam']['rougeL']:.2f} |",
+        "/".join(f"{r['rouge_beam'][k]:.2f}" for k in ("rouge1", "rouge2", "rougeL")) + " |",
     ]
-    if "lead_rouge" in r:
-        rows.append(f"\nLead baseline (first sentence of the source): ROUGE-1 {r['lead_rouge']['rouge1']:.2f}, "
-                    f"ROUGE-2 {r['lead_rouge']['rouge2']:.2f}, ROUGE-L {r['lead_rouge']['rougeL']:.2f}")
+    for key, what in (("lead_rouge", "first sentence"), ("lead3_rouge", "first three sentences")):
+        if key in r:
+            rows.append(f"\nLead baseline ({what} of the source): ROUGE-1/2/L "
+                        + "/".join(f"{r[key][k]:.2f}" for k in ("rouge1", "rouge2", "rougeL")))
     log("\n".join(rows))
     out.with_suffix(".md").write_text("\n".join(rows) + "\n")
     out.with_suffix(".json").write_text(json.dumps({"preset": args.preset, "overrides": args.overrides,

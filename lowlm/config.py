@@ -235,7 +235,11 @@ class PairCorpusConfig(_Strict):
         "word", description="'char' counts non-space characters: for Chinese, Japanese and other unsegmented text."
     )
     min_tokens: int = Field(1, ge=1, description="Drop pairs with fewer tokens than this on either side.")
+    dedupe: bool = Field(True, description="Drop repeats of a (source, target) pair already read in the same split.")
     # splitting
+    group_by_source: bool = Field(
+        True, description="Hold out whole groups of pairs sharing a source, so no held-out source is trained on."
+    )
     test_size: float | int = Field(0.1, gt=0, description="When no test file: a fraction (<1) or a count (>=1).")
     validation_size: float | int = Field(0.1, gt=0, description="When no validation file: a fraction or a count.")
     seed: int = 13

@@ -10,9 +10,12 @@ and ``jsonl`` (fields by key). Any file may be gzipped; that is told by its firs
 
 Every split is a plain list of ``(source, target)`` string tuples, stripped of surrounding space.
 Pairs with an empty side, or fewer than ``min_tokens`` / more than ``max_*_tokens`` tokens on a side,
-are dropped and counted per split and reason in ``filtered``; a bad layout is an error that names the
-file, the line (1-based) and the field. Splits that no file gives are held out of train with a
-seeded shuffle; train itself is shuffled (seeded) because corpora such as Tatoeba come sorted by length.
+are dropped and counted per split and reason in ``filtered``, as are repeats of a pair already read
+(``dedupe``); a bad layout is an error that names the file, the line (1-based) and the field. Splits
+that no file gives are held out of train with a seeded shuffle, whole source groups at a time
+(``group_by_source``: Tatoeba gives one English sentence several Chinese translations, and a test
+source seen in training would flatter the score); train itself is shuffled (seeded) because corpora
+such as Tatoeba come sorted by length.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from lowlm.corpus import CorpusError, files_fingerprint, save_splits
 
 Pair = tuple[str, str]
 SPLITS = ("train", "validation", "test")
-REASONS = ("empty", "too_short", "too_long")
+REASONS = ("empty", "too_short", "too_long", "duplicate")
 
 
 class PairCorpusError(CorpusError):
@@ -202,7 +205,7 @@ def _read_jsonl(path: str, cfg: PairCorpusConfig) -> list[tuple[int, str, str]]:
 
 def _filter(rows: list[tuple[int, str, str]], cfg: PairCorpusConfig) -> tuple[list[Pair], dict[str, int]]:
     counts = dict.fromkeys(REASONS, 0)
-    kept = []
+    kept, seen = [], set()
     for _, source, target in rows:
         source, target = source.strip(), target.strip()
         n_src, n_tgt = count_tokens(source, cfg.source_unit), count_tokens(target, cfg.target_unit)
@@ -214,7 +217,10 @@ def _filter(rows: list[tuple[int, str, str]], cfg: PairCorpusConfig) -> tuple[li
             cfg.max_target_tokens and n_tgt > cfg.max_target_tokens
         ):
             counts["too_long"] += 1
+        elif cfg.dedupe and (source, target) in seen:
+            counts["duplicate"] += 1
         else:
+            seen.add((source, target))
             kept.append((source, target))
     return kept, counts
 
@@ -245,10 +251,24 @@ def _size(size: float | int, total: int) -> int:
     return math.ceil(size * total) if isinstance(size, float) else int(size)
 
 
+def _groups(train: list[Pair], by_source: bool) -> list[list[int]]:
+    """Indices of ``train`` in groups that must stay in one split: pairs sharing a source, or singletons."""
+    if not by_source:
+        return [[i] for i in range(len(train))]
+    groups: dict[str, list[int]] = {}
+    for i, (source, _) in enumerate(train):
+        groups.setdefault(source, []).append(i)
+    return list(groups.values())
+
+
 def _carve(train: list[Pair], need: dict[str, float | int], cfg: PairCorpusConfig, source: str):
-    """Shuffle train (seeded); hold out the splits in ``need`` from its front, in original order."""
-    order = list(range(len(train)))
-    random.Random(cfg.seed).shuffle(order)
+    """Shuffle train (seeded); hold out the splits in ``need`` from its front, in original order.
+
+    Whole groups (``_groups``) are held out; a group that would overshoot a split's size is passed
+    over for the next one, so sizes are exact whenever enough single-pair groups remain.
+    """
+    groups = _groups(train, cfg.group_by_source)
+    random.Random(cfg.seed).shuffle(groups)
     sizes = {split: _size(size, len(train)) for split, size in need.items()}
     if sum(sizes.values()) >= len(train):
         asked = ", ".join(f"{split} {n}" for split, n in sizes.items())
@@ -256,11 +276,16 @@ def _carve(train: list[Pair], need: dict[str, float | int], cfg: PairCorpusConfi
             f"{source}: {len(train)} pairs after filtering cannot give {asked} and still leave train pairs; "
             f"lower test_size/validation_size or give separate files"
         )
-    held, start = {}, 0
+    held, rest = {}, groups
     for split, n in sizes.items():
-        held[split] = [train[i] for i in sorted(order[start:start + n])]
-        start += n
-    return [train[i] for i in order[start:]], held
+        taken, left = [], []
+        for group in rest:
+            if len(taken) + len(group) <= n:
+                taken.extend(group)
+            else:
+                left.append(group)
+        held[split], rest = [train[i] for i in sorted(taken)], left
+    return [train[i] for group in rest for i in group], held
 
 
 def load_pairs(cfg: PairCorpusConfig | None = None, **overrides) -> PairCorpus:

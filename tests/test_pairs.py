@@ -71,13 +71,13 @@ def test_tsv_columns_and_char_targets(tmp_path):
              "Thank you very much.\t非常感谢你的帮助和你的时间。\tCC-BY #4"] * 5
     path = write(tmp_path / "cmn.txt", lines)
     corpus = load_pairs(format="tsv", path=path, target_unit="char", max_target_tokens=6, test_size=2,
-                        validation_size=2)
-    assert corpus.filtered["train"] == {"empty": 0, "too_short": 0, "too_long": 5}  # the 14-character target
+                        validation_size=2, dedupe=False, group_by_source=False)
+    assert corpus.filtered["train"] == {"empty": 0, "too_short": 0, "too_long": 5, "duplicate": 0}  # the 14-character target
     assert {len(v) for v in corpus.splits.values()} == {11, 2}
     assert ("Hi.", "嗨。") in corpus.splits["train"] + corpus.splits["test"] + corpus.splits["validation"]
     # fields by index, either way round
     flipped = load_pairs(format="tsv", path=path, source_field=1, target_field=0, source_unit="char",
-                         test_size=2, validation_size=2)
+                         test_size=2, validation_size=2, dedupe=False)
     assert all(t.endswith(".") for _, t in flipped.splits["train"])
 
 
@@ -104,9 +104,9 @@ def test_filter_counts_per_split_and_reason(tmp_path):
     cfg = aligned(tmp_path, src, tgt, max_source_tokens=4, max_target_tokens=4, validation_source=val_src,
                   validation_target=val_tgt, test_size=1)
     corpus = load_pairs(cfg)
-    assert corpus.filtered["train"] == {"empty": 3, "too_short": 0, "too_long": 2}
-    assert corpus.filtered["validation"] == {"empty": 1, "too_short": 0, "too_long": 1}
-    assert corpus.filtered["test"] == {"empty": 0, "too_short": 0, "too_long": 0}  # held out of train after filtering
+    assert corpus.filtered["train"] == {"empty": 3, "too_short": 0, "too_long": 2, "duplicate": 0}
+    assert corpus.filtered["validation"] == {"empty": 1, "too_short": 0, "too_long": 1, "duplicate": 0}
+    assert corpus.filtered["test"] == {"empty": 0, "too_short": 0, "too_long": 0, "duplicate": 0}  # held out of train after filtering
     assert corpus.splits["validation"] == [("hallo welt", "hello world")]
     assert sorted(corpus.splits["train"] + corpus.splits["test"]) == [("bitte", "please"), ("danke", "thanks"),
                                                                       ("gut", "good")]
@@ -116,7 +116,7 @@ def test_min_tokens_and_blank_lines_in_tsv_and_jsonl(tmp_path):
     tsv = write(tmp_path / "p.tsv", ["one two\tuno dos", "one\tuno", "", "three four\t", "five six\tcinco seis",
                                      "seven eight\tsiete ocho"])
     corpus = load_pairs(format="tsv", path=tsv, min_tokens=2, test_size=1, validation_size=1)
-    assert corpus.filtered["train"] == {"empty": 2, "too_short": 1, "too_long": 0}
+    assert corpus.filtered["train"] == {"empty": 2, "too_short": 1, "too_long": 0, "duplicate": 0}
     assert sum(len(v) for v in corpus.splits.values()) == 3
     jsonl = tmp_path / "p.jsonl"
     jsonl.write_text('{"a": "x y", "b": "z"}\n\n{"a": null, "b": "z"}\n{"a": "  ", "b": "z"}\n'
@@ -268,6 +268,24 @@ def test_utf16_files(tmp_path):
     assert sorted(p for v in corpus.splits.values() for p in v) == [("drei", "three"), ("eins", "one"), ("zwei", "two")]
 
 
+def test_duplicates_dropped_and_source_groups_held_out_whole(tmp_path):
+    # 10 sources with 3 translations each, the first translation of each repeated once
+    lines = [f"source {i}\ttarget {i}.{k}" for i in range(10) for k in range(3)] + [
+        f"source {i}\ttarget {i}.0" for i in range(10)] + [f"single {i}\tone {i}" for i in range(20)]
+    path = write(tmp_path / "pairs.tsv", lines)
+    corpus = load_pairs(format="tsv", path=path, test_size=8, validation_size=5)
+    assert corpus.filtered["train"]["duplicate"] == 10
+    assert {k: len(v) for k, v in corpus.splits.items()} == {"train": 37, "validation": 5, "test": 8}
+    trained = {s for s, _ in corpus.splits["train"]}
+    for split in ("test", "validation"):
+        assert not any(s in trained for s, _ in corpus.splits[split])
+        for s, _ in corpus.splits[split]:  # a held-out source comes with all its translations
+            assert sum(x == s for x, _ in corpus.splits[split]) == (3 if s.startswith("source") else 1)
+    # both switches off: the repeats stay and groups are cut
+    loose = load_pairs(format="tsv", path=path, test_size=8, validation_size=5, dedupe=False, group_by_source=False)
+    assert loose.filtered["train"]["duplicate"] == 0 and sum(len(v) for v in loose.splits.values()) == 60
+
+
 # ---------------------------------------------------------------------------------------- real corpora
 
 
@@ -277,8 +295,9 @@ def test_multi30k_de_en(shared_data):
                            validation_source=str(m / "val.de.gz"), validation_target=str(m / "val.en.gz"),
                            test_source=str(m / "test_2016_flickr.de.gz"), test_target=str(m / "test_2016_flickr.en.gz"))
     corpus = load_pairs(cfg)
-    assert {k: len(v) for k, v in corpus.splits.items()} == {"train": 29000, "validation": 1014, "test": 1000}
-    assert all(sum(c.values()) == 0 for c in corpus.filtered.values())
+    assert {k: len(v) for k, v in corpus.splits.items()} == {"train": 28997, "validation": 1014, "test": 1000}
+    assert corpus.filtered["train"] == {"empty": 0, "too_short": 0, "too_long": 0, "duplicate": 3}
+    assert sum(corpus.filtered["test"].values()) == sum(corpus.filtered["validation"].values()) == 0
     assert corpus.splits["test"][0][0].startswith("Ein Mann mit einem orangefarbenen Hut")
     assert corpus.splits["test"][0][1].startswith("A man in an orange hat")
     assert corpus.digests == load_pairs(cfg).digests
@@ -288,8 +307,12 @@ def test_tatoeba_english_chinese_holds_out_1000(shared_data):
     corpus = load_pairs(format="tsv", path=str(shared_data / "tatoeba_cmn_eng" / "cmn.txt"), target_unit="char",
                         test_size=1000, validation_size=1000, max_target_tokens=30)
     assert len(corpus.splits["test"]) == 1000 and len(corpus.splits["validation"]) == 1000
-    total = sum(len(v) for v in corpus.splits.values()) + corpus.filtered["train"]["too_long"]
-    assert total == 29155 and corpus.filtered["train"]["too_long"] > 0
+    dropped = corpus.filtered["train"]
+    assert sum(len(v) for v in corpus.splits.values()) + dropped["too_long"] + dropped["duplicate"] == 29155
+    assert dropped["too_long"] > 0 and dropped["duplicate"] > 0
+    # one English sentence often has several translations: none of the held-out sources is trained on
+    trained = {s for s, _ in corpus.splits["train"]}
+    assert not any(s in trained for split in ("test", "validation") for s, _ in corpus.splits[split])
     source, target = corpus.splits["test"][0]
     assert source.isascii() and not target.isascii() and "CC-BY" not in target
     assert all(count_tokens(t, "char") <= 30 for _, t in corpus.splits["train"])
