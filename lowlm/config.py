@@ -157,6 +157,17 @@ def load_pipeline_config(preset: str | Path, overrides: dict[str, object] | None
     >>> load_pipeline_config("sample", {"train.epochs": 2}).train.epochs   # doctest: +SKIP
     2
     """
+    path, raw = read_preset(preset)
+    for key, value in (overrides or {}).items():
+        set_dotted(raw, key, value)
+    try:
+        return (model or PipelineConfig).model_validate(raw)
+    except Exception as exc:
+        raise ValueError(f"{path}: invalid pipeline config:\n{exc}") from None
+
+
+def read_preset(preset: str | Path) -> tuple[Path, dict]:
+    """The YAML of a preset (``configs/NAME.yaml``, looked up in the working folder first) or a path."""
     path = Path(preset)
     if not path.exists():
         candidates = [Path("configs") / f"{preset}.yaml", CONFIGS_DIR / f"{preset}.yaml"]
@@ -170,12 +181,16 @@ def load_pipeline_config(preset: str | Path, overrides: dict[str, object] | None
         raise ValueError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: expected a mapping of settings, got {type(raw).__name__}")
-    for key, value in (overrides or {}).items():
-        set_dotted(raw, key, value)
-    try:
-        return (model or PipelineConfig).model_validate(raw)
-    except Exception as exc:
-        raise ValueError(f"{path}: invalid pipeline config:\n{exc}") from None
+    return path, raw
+
+
+def pipeline_kind(preset: str | Path) -> str:
+    """``"seq2seq"`` for a preset of source -> target pairs (it has ``decode`` or source fields), else
+    ``"classification"``."""
+    _, raw = read_preset(preset)
+    corpus = raw.get("corpus") or {}
+    pairs = "decode" in raw or any(k in corpus for k in ("source_path", "source_field"))
+    return "seq2seq" if pairs else "classification"
 
 
 def parse_override(item: str) -> tuple[str, object]:

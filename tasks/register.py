@@ -19,11 +19,9 @@ from prefect import task
 
 from lowlm.metrics import accuracy, macro_f1
 from lowlm.mlflow_model import log_pyfunc
+from lowlm.registry import CHALLENGER, CHAMPION
 from lowlm.train_seq2seq import score_texts
 from tasks._stage import Tracking, stage_run
-
-CHAMPION, CHALLENGER = "champion", "challenger"
-
 
 def git_commit() -> str:
     try:

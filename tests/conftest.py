@@ -12,9 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from flows.servers import free_port, start_prefect
+
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("LOWLM_SHARED", ROOT.parent / "shared")).resolve()
 SESSION_DIR = Path(tempfile.mkdtemp(prefix="lowlm-tests-"))
+PREFECT_PORT = free_port()
 
 os.environ.update({
     "PREFECT_HOME": str(SESSION_DIR / "prefect"),
@@ -26,6 +29,8 @@ os.environ.update({
     "HF_HUB_OFFLINE": "1",
     "HF_DATASETS_OFFLINE": "1",
     "MLFLOW_TRACKING_URI": f"sqlite:///{SESSION_DIR / 'mlruns' / 'mlflow.db'}",
+    # a real Prefect server, started once by the `prefect_server` fixture on a free port
+    "PREFECT_API_URL": f"http://127.0.0.1:{PREFECT_PORT}/api",
 })
 os.environ.setdefault("NLTK_DATA", str(SHARED / "data" / "nltk_data"))
 (SESSION_DIR / "mlruns").mkdir(parents=True, exist_ok=True)
@@ -50,12 +55,18 @@ def fewshot_csv() -> Path:
 
 
 @pytest.fixture(scope="session")
-def prefect_harness():
-    """One real Prefect API (temporary SQLite database) for the whole session: it takes ~25 s to start."""
-    from prefect.testing.utilities import prefect_test_harness
+def prefect_server():
+    """One real `prefect server start` on 127.0.0.1 (SQLite under the session's PREFECT_HOME) for the
+    whole session; PREFECT_API_URL already points at it. Stopped at the end of the session."""
+    server = start_prefect(PREFECT_PORT, SESSION_DIR / "logs", ui=False).wait(180)
+    yield server
+    server.stop()
 
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
+
+@pytest.fixture(scope="session")
+def prefect_harness(prefect_server):
+    """The Prefect API the flow tests run against (the session's real server)."""
+    yield prefect_server
 
 
 @pytest.fixture(scope="session")

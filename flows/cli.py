@@ -1,0 +1,408 @@
+"""`lowlm`: run pipelines, predict with registered models, add data, serve deployments, open the UIs.
+
+\b
+    lowlm run sample --set train.epochs=3          run a preset (or a YAML file) in this process
+    lowlm run sample --deployment                  ... or as a run of its served deployment
+    lowlm predict models:/intents@champion "where is my card"
+    lowlm data add new_rows.csv                    queue data for the next retrain (and tell Prefect)
+    lowlm retrain sample                           merge new data; retrain when the data changed
+    lowlm serve                                    serve every deployment (retrain on a cron schedule)
+    lowlm ui                                       Prefect UI + MLflow UI on 127.0.0.1 until Ctrl-C
+    lowlm models                                   registry versions with aliases and key metrics
+
+Run it from the project folder: presets, data paths and the MLflow store (sqlite:///mlruns/mlflow.db
+unless MLFLOW_TRACKING_URI says otherwise) are relative to it. Exit codes: 0 done, 1 the job
+failed, 2 bad arguments or input.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+app = typer.Typer(help=__doc__, no_args_is_help=True, rich_markup_mode=None, add_completion=False,
+                  pretty_exceptions_enable=False)
+data_app = typer.Typer(help="Data for retraining: add files, list what is waiting.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+DEFAULT_PREFECT_PORT = 4200
+DEFAULT_MLFLOW_PORT = 5000
+LOG_DIR = Path(".lowlm") / "logs"
+
+Overrides = Annotated[list[str], typer.Option("--set", metavar="KEY=VALUE",
+                                              help="override a setting, e.g. --set train.epochs=3 (repeatable)")]
+
+
+def fail(message: str, code: int = 2) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _overrides(items: list[str]) -> dict:
+    from lowlm.config import parse_override
+
+    try:
+        return dict(parse_override(o) for o in items)
+    except ValueError as exc:
+        fail(str(exc))
+
+
+def _tracking_uri() -> str:
+    from tasks._stage import tracking_uri
+
+    return tracking_uri()
+
+
+# ------------------------------------------------------------------------------------------- run
+
+
+@app.command()
+def run(preset: Annotated[str, typer.Argument(help="preset name under configs/ or a YAML path")],
+        set_: Overrides = [],  # noqa: B006 (typer reads the default)
+        deployment: Annotated[Optional[str], typer.Option(
+            "--deployment", "-d", help="run as a flow run of this served deployment ('' picks classification/sample "
+                                       "or seq2seq/translate-sample by the preset's kind)")] = None,
+        timeout: Annotated[float, typer.Option(help="--deployment: seconds to wait for the run")] = 3600) -> None:
+    """Run the pipeline a preset describes (classification or seq2seq, told by its settings)."""
+    from lowlm.config import PipelineConfig, Seq2SeqPipelineConfig, load_pipeline_config, pipeline_kind
+
+    try:
+        kind = pipeline_kind(preset)
+        model = Seq2SeqPipelineConfig if kind == "seq2seq" else PipelineConfig
+        config = load_pipeline_config(preset, _overrides(set_), model)
+    except (FileNotFoundError, ValueError) as exc:
+        fail(str(exc))
+    if deployment is None:
+        if kind == "seq2seq":
+            from flows.seq2seq import main as flow_main
+        else:
+            from flows.classification import main as flow_main
+        argv = [preset] + [x for item in set_ for x in ("--set", item)]
+        raise typer.Exit(flow_main(argv))
+    name = deployment or ("seq2seq/translate-sample" if kind == "seq2seq" else "classification/sample")
+    raise typer.Exit(_run_deployment(name, {"config": config.model_dump(mode="json")}, timeout))
+
+
+def _run_deployment(name: str, parameters: dict, timeout: float) -> int:
+    from prefect.deployments import run_deployment
+
+    _require_api()
+    typer.echo(f"starting a run of deployment {name} ...")
+    try:
+        flow_run = run_deployment(name, parameters=parameters, timeout=timeout)
+    except Exception as exc:  # unknown deployment, API errors
+        fail(f"could not run deployment {name!r}: {exc}", 1)
+    state = flow_run.state
+    typer.echo(f"flow run {flow_run.name} ({flow_run.id}): {state.name if state else 'unknown'}")
+    if state is None or not state.is_completed():
+        if state is not None and not state.is_final():
+            fail(f"the run is still {state.name} after {timeout:.0f} s (is `lowlm serve` running?)", 1)
+        fail(f"the run ended {state.name if state else 'without a state'}: {state.message if state else ''}", 1)
+    return 0
+
+
+def _require_api() -> None:
+    from prefect.settings import PREFECT_API_URL
+
+    from flows.servers import http_ok
+
+    url = PREFECT_API_URL.value()
+    if not url:
+        fail("no Prefect server: set PREFECT_API_URL (e.g. http://127.0.0.1:4200/api) and start one with "
+             "`lowlm ui` or `lowlm serve`")
+    if not http_ok(f"{url.rstrip('/')}/health"):
+        fail(f"the Prefect API at {url} does not answer; start it with `lowlm ui` or `lowlm serve`", 1)
+
+
+# --------------------------------------------------------------------------------------- predict
+
+
+@app.command()
+def predict(model_uri: Annotated[str, typer.Argument(help="e.g. models:/intents@champion or runs:/ID/model")],
+            texts: Annotated[Optional[list[str]], typer.Argument(help="texts to classify or translate")] = None,
+            file: Annotated[Optional[Path], typer.Option("--file", "-f", help="one text a line ('-' for stdin)")] = None,
+            as_json: Annotated[bool, typer.Option("--json", help="one JSON object a line")] = False,
+            beam_size: Annotated[Optional[int], typer.Option(help="seq2seq: beam size")] = None,
+            max_length: Annotated[Optional[int], typer.Option(help="seq2seq: longest output, in tokens")] = None) -> None:
+    """Predict with a registered (or logged) model: labels and scores, or generated text."""
+    inputs = list(texts or [])
+    if file is not None:
+        if str(file) == "-":
+            inputs += [line.rstrip("\n") for line in sys.stdin if line.strip()]
+        elif not file.is_file():
+            fail(f"{file}: no such file")
+        else:
+            inputs += [line.rstrip("\n") for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not inputs:
+        fail("give texts as arguments or --file")
+    import mlflow
+
+    mlflow.set_tracking_uri(_tracking_uri())
+    try:
+        model = mlflow.pyfunc.load_model(model_uri)
+    except Exception as exc:
+        fail(f"cannot load {model_uri} from {_tracking_uri()}: {exc}", 1)
+    params = {k: v for k, v in (("beam_size", beam_size), ("max_length", max_length)) if v is not None}
+    out = model.predict(inputs, params=params or None)
+    for text, row in zip(inputs, out.to_dict("records")):
+        if as_json:
+            typer.echo(json.dumps({"text": text, **row}, ensure_ascii=False, default=float))
+        elif "generated" in row:
+            typer.echo(f"{text}\t{row['generated']}")
+        else:
+            typer.echo(f"{row['label']}\t{row['score']:.3f}\t{text}")
+
+
+# ------------------------------------------------------------------------------------------ data
+
+Incoming = Annotated[str, typer.Option("--incoming", help="the folder new data waits in")]
+Preset = Annotated[str, typer.Option("--preset", help="the preset whose corpus the data joins (its columns)")]
+
+
+@data_app.command("add")
+def data_add(files: Annotated[list[Path], typer.Argument(help="CSV/TSV/JSONL/Parquet/line files of labelled rows")],
+             preset: Preset = "sample", incoming: Incoming = "data/incoming",
+             event: Annotated[bool, typer.Option(help="emit a lowlm.data.added Prefect event (when an API is "
+                                                      "set), which starts the retrain deployment")] = True) -> None:
+    """Check files against the preset's corpus settings and queue them for the next retrain."""
+    from lowlm.config import PipelineConfig, load_pipeline_config
+    from lowlm.corpus import CorpusError, load_corpus
+    from lowlm.incoming import add_file, read_rows
+
+    try:
+        config = load_pipeline_config(preset, {}, PipelineConfig)
+    except (FileNotFoundError, ValueError) as exc:
+        fail(str(exc))
+    known = set(load_corpus(config.corpus).labels)
+    added = []
+    for file in files:
+        try:
+            target = add_file(file, incoming, config.corpus)
+        except CorpusError as exc:
+            fail(str(exc))
+        rows = read_rows(target, config.corpus)
+        new = sorted(set(rows["label"]) - known)
+        typer.echo(f"added {file} -> {target} ({len(rows)} rows"
+                   + (f"; labels new to the corpus: {', '.join(new)}" if new else "") + ")")
+        added.append(str(target))
+    if event:
+        _emit_data_added(incoming, added)
+
+
+def _emit_data_added(incoming: str, files: list[str]) -> None:
+    from prefect.settings import PREFECT_API_URL
+
+    if not PREFECT_API_URL.value():
+        typer.echo("no PREFECT_API_URL: no event sent; the next scheduled retrain picks the files up")
+        return
+    from prefect.events import emit_event
+    from prefect.events.worker import EventsWorker
+
+    from flows.deployments import DATA_ADDED, incoming_resource
+
+    event = emit_event(DATA_ADDED, resource={"prefect.resource.id": incoming_resource(incoming),
+                                             "prefect.resource.name": incoming},
+                       payload={"files": files})
+    EventsWorker.drain_all(timeout=30)
+    typer.echo(f"event {DATA_ADDED} sent ({event.id if event else 'not sent: events are off'})")
+
+
+@data_app.command("list")
+def data_list(incoming: Incoming = "data/incoming") -> None:
+    """Files waiting, accepted and rejected (with the reason)."""
+    from lowlm.incoming import ACCEPTED, REJECTED, pending
+
+    folder = Path(incoming)
+    for title, files in (("waiting", pending(folder)), ("accepted", pending(folder / ACCEPTED))):
+        typer.echo(f"{title}: {len(files)}")
+        for f in files:
+            typer.echo(f"  {f}")
+    rejected = sorted((folder / REJECTED).glob("*.error.txt")) if (folder / REJECTED).is_dir() else []
+    typer.echo(f"rejected: {len(rejected)}")
+    for note in rejected:
+        typer.echo(f"  {note.with_suffix('').with_suffix('')}: {note.read_text().strip()}")
+
+
+# --------------------------------------------------------------------------------------- retrain
+
+
+@app.command()
+def retrain(preset: Annotated[str, typer.Argument(help="classification preset or YAML path")] = "sample",
+            incoming: Incoming = "data/incoming",
+            force: Annotated[bool, typer.Option(help="retrain even when the data is unchanged")] = False,
+            set_: Overrides = []) -> None:  # noqa: B006
+    """Merge new data into the corpus; retrain when it changed (the gate decides the champion)."""
+    from flows.retrain import main as retrain_main
+
+    argv = [preset, "--incoming", incoming] + (["--force"] if force else [])
+    raise typer.Exit(retrain_main(argv + [x for item in set_ for x in ("--set", item)]))
+
+
+# ------------------------------------------------------------------------------ serve, deploy, ui
+
+
+@app.command()
+def serve(cron: Annotated[str, typer.Option(help="retrain schedule, cron syntax ('' for none)")] = "0 3 * * *",
+          timezone: Annotated[str, typer.Option(help="time zone of the schedule")] = "UTC",
+          preset: Annotated[str, typer.Option(help="classification preset the retrain deployment uses")] = "sample",
+          incoming: Incoming = "data/incoming",
+          port: Annotated[int, typer.Option(help="port of the Prefect server started when PREFECT_API_URL is "
+                                                 "unset")] = DEFAULT_PREFECT_PORT,
+          limit: Annotated[int, typer.Option(help="flow runs at once")] = 1) -> None:
+    """Serve every deployment (runs from the UI, the CLI, the schedule and data events) until Ctrl-C.
+
+    Uses the Prefect server in PREFECT_API_URL; with none set, starts one on 127.0.0.1:PORT (or uses
+    the one `lowlm ui` started there) and stops what it started on exit.
+    """
+    _check_cron(cron, timezone)
+    with _prefect_api(port) as url:
+        typer.echo(f"serving deployments against {url}; Prefect UI: {url.removesuffix('/api')}")
+        from flows.deployments import serve_all
+
+        serve_all(limit=limit, cron=cron or None, timezone=timezone, retrain_preset=preset, incoming_dir=incoming)
+
+
+@app.command()
+def deploy(pool: Annotated[str, typer.Option(help="process work pool to register the deployments with")],
+           cron: Annotated[str, typer.Option(help="retrain schedule ('' for none)")] = "0 3 * * *",
+           preset: Annotated[str, typer.Option(help="classification preset the retrain deployment uses")] = "sample",
+           incoming: Incoming = "data/incoming") -> None:
+    """Register the deployments with a work pool (the team way: `prefect worker start --pool POOL`)."""
+    from flows.deployments import deploy_to_pool
+
+    _check_cron(cron, "UTC")
+    _require_api()
+    for deployment_id in deploy_to_pool(pool, cron=cron or None, retrain_preset=preset, incoming_dir=incoming):
+        typer.echo(f"deployment {deployment_id} -> work pool {pool}")
+    typer.echo(f"now start a worker: prefect worker start --pool {pool}")
+
+
+def _check_cron(cron: str, timezone: str) -> None:
+    from prefect.client.schemas.schedules import CronSchedule
+
+    if cron:
+        try:
+            CronSchedule(cron=cron, timezone=timezone)
+        except ValueError as exc:
+            why = exc.errors()[0]["msg"] if hasattr(exc, "errors") else str(exc)
+            fail(f"--cron {cron!r} / --timezone {timezone!r}: not a valid schedule ({why}); "
+                 f"e.g. '0 3 * * *' is 03:00 every day")
+
+
+class _prefect_api:
+    """Context: the Prefect API URL to use, starting a local server when none is configured."""
+
+    def __init__(self, port: int):
+        self.port, self.server = port, None
+
+    def __enter__(self) -> str:
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+
+        from flows.servers import http_ok, port_in_use, start_prefect
+
+        url = PREFECT_API_URL.value()
+        if url:
+            if not http_ok(f"{url.rstrip('/')}/health"):
+                fail(f"PREFECT_API_URL is {url} but nothing answers there", 1)
+        else:
+            url = f"http://127.0.0.1:{self.port}/api"
+            if not http_ok(f"{url}/health"):
+                if port_in_use(self.port):
+                    fail(f"port {self.port} is taken by something that is not a Prefect server; use --port")
+                typer.echo(f"starting a Prefect server on 127.0.0.1:{self.port} (log in {LOG_DIR})")
+                self.server = start_prefect(self.port, LOG_DIR).wait()
+        os.environ["PREFECT_API_URL"] = url  # flow-run subprocesses inherit it
+        self.settings = temporary_settings({PREFECT_API_URL: url})
+        self.settings.__enter__()
+        return url
+
+    def __exit__(self, *exc) -> None:
+        self.settings.__exit__(*exc)
+        if self.server is not None:
+            self.server.stop()
+
+
+@app.command()
+def ui(prefect_port: Annotated[int, typer.Option(help="Prefect server port")] = DEFAULT_PREFECT_PORT,
+       mlflow_port: Annotated[int, typer.Option(help="MLflow UI port")] = DEFAULT_MLFLOW_PORT,
+       prefect: Annotated[bool, typer.Option(help="start the Prefect server too")] = True) -> None:
+    """Start the Prefect server and the MLflow UI on 127.0.0.1, print both URLs, stop both on Ctrl-C."""
+    from flows.servers import port_in_use, start_mlflow, start_prefect
+
+    ports = [p for p, wanted in ((prefect_port, prefect), (mlflow_port, True)) if wanted]
+    taken = [p for p in ports if port_in_use(p)]
+    if taken:
+        fail(f"port(s) {', '.join(map(str, taken))} already in use; pick others with --prefect-port/--mlflow-port")
+    uri = _tracking_uri()
+    servers = []
+    stop = {"now": False}
+    signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
+    try:
+        servers.append(start_mlflow(mlflow_port, uri, LOG_DIR))
+        if prefect:
+            servers.append(start_prefect(prefect_port, LOG_DIR))
+        for server in servers:
+            server.wait()
+        typer.echo(f"MLflow UI:  {servers[0].url}   (store {uri})")
+        if prefect:
+            typer.echo(f"Prefect UI: {servers[1].url}")
+            typer.echo(f"for the CLI and `lowlm serve` in another terminal: "
+                       f"export PREFECT_API_URL={servers[1].url}/api")
+        typer.echo("Ctrl-C stops both.")
+        while not stop["now"] and all(s.process.poll() is None for s in servers):
+            time.sleep(0.5)
+        for s in servers:
+            if s.process.poll() is not None:
+                typer.echo(f"{s.name} exited ({s.process.returncode}); see {s.log}", err=True)
+    except KeyboardInterrupt:
+        pass
+    except (RuntimeError, TimeoutError) as exc:
+        fail(str(exc), 1)
+    finally:
+        for server in servers:
+            server.stop()
+        typer.echo("stopped.")
+
+
+# ---------------------------------------------------------------------------------------- models
+
+
+@app.command()
+def models(name: Annotated[Optional[str], typer.Argument(help="one registered model (default: all)")] = None,
+           as_json: Annotated[bool, typer.Option("--json", help="JSON instead of a table")] = False) -> None:
+    """Registry versions, newest first, with aliases, key test metrics and their data digest."""
+    from lowlm.registry import registry_versions
+
+    rows = registry_versions(_tracking_uri(), name)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=1))
+        return
+    if not rows:
+        typer.echo(f"no registered versions{f' of {name!r}' if name else ''} in {_tracking_uri()}")
+        raise typer.Exit(1 if name else 0)
+    header = ("model", "version", "aliases", "metrics", "train data", "registered")
+    table = [header] + [(
+        r["name"], r["version"], ",".join(r["aliases"]) or "-",
+        " ".join(f"{k.removeprefix('test_')}={v:.4g}" for k, v in sorted(r["metrics"].items())
+                 if k.removeprefix("test_") in ("accuracy", "macro_f1", "bleu", "chrf", "rougeL")) or "-",
+        r["tags"].get("data_digest.train", "-"),
+        time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created"] / 1000)),
+    ) for r in rows]
+    widths = [max(len(str(row[i])) for row in table) for i in range(len(header))]
+    for row in table:
+        typer.echo("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

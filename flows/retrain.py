@@ -1,0 +1,97 @@
+"""Retraining on new data: merge what arrived, and run the pipeline only when the data changed.
+
+    merge-incoming ─> decide ─> classification (the whole pipeline, as a subflow) when needed
+
+Files dropped into the incoming folder (``data/incoming/`` by default), or added with
+``lowlm data add FILE``, are checked and merged into the preset's corpus with duplicates dropped
+(``lowlm.incoming``). The merged splits' digests are compared with the ``data_digest.*`` tags of
+the model's current champion: equal digests mean nothing to do, and the reason is logged (Prefect
+log, a ``retrain-decision`` artifact, and the flow's result). Otherwise the classification flow
+runs on the merged corpus and its registry gate decides whether the new version becomes champion.
+
+Run it:  python -m flows.retrain sample        (the `retrain/sample` deployment runs it on a schedule)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from prefect import flow
+
+from flows.classification import classification
+from lowlm.config import CorpusConfig, PipelineConfig, load_pipeline_config, parse_override
+from tasks._stage import tracking_uri
+from tasks.retrain import decide, merge
+
+DEFAULT_INCOMING = "data/incoming"
+
+
+@flow(name="retrain")
+def retrain(preset: str = "sample", incoming_dir: str = DEFAULT_INCOMING, force: bool = False,
+            overrides: dict[str, Any] | None = None) -> dict:
+    """Merge new data into the preset's corpus; retrain and let the gate decide when the data changed.
+
+    preset: a preset under configs/ or a YAML path (classification). incoming_dir: where new files
+    arrive. force: retrain even when the data is unchanged. overrides: dotted settings, e.g.
+    {"train.epochs": 5}.
+    """
+    config = load_pipeline_config(preset, overrides or {}, PipelineConfig)
+    out_dir = str(Path(config.work_dir) / "retrain" / config.registry.model_name)
+    merged = merge(config.corpus, incoming_dir, out_dir)
+    decision = decide(config.registry.model_name, merged["split_digests"], force)
+    result = {"decision": decision, "merged": {k: merged[k] for k in ("digest", "new_rows", "dropped", "accepted",
+                                                                       "rejected", "relabelled")}}
+    if not decision["retrain"]:
+        return result
+    config = config.model_copy(update={"corpus": CorpusConfig.model_validate(merged["config"])})
+    pipeline = classification(config)
+    client = mlflow.MlflowClient(tracking_uri())
+    client.set_tag(pipeline["mlflow_run_id"], "retrain_reason", decision["reason"])
+    client.set_tag(pipeline["mlflow_run_id"], "corpus_digest", merged["digest"])
+    return {**result, "pipeline": pipeline}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m flows.retrain", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("preset", nargs="?", default="sample")
+    parser.add_argument("--incoming", default=DEFAULT_INCOMING, help="folder new data files arrive in")
+    parser.add_argument("--force", action="store_true", help="retrain even when the data is unchanged")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    args = parser.parse_args(argv)
+    try:
+        overrides = dict(parse_override(o) for o in args.overrides)
+        load_pipeline_config(args.preset, overrides, PipelineConfig)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    state = retrain(args.preset, args.incoming, args.force, overrides, return_state=True)
+    try:
+        result = state.result()
+    except Exception as exc:
+        print(f"error: the retrain failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    print(describe(result))
+    return 0
+
+
+def describe(result: dict) -> str:
+    """What a retrain did, in a few lines for a terminal."""
+    d, m = result["decision"], result["merged"]
+    lines = [f"{'retrained' if d['retrain'] else 'skipped'}: {d['reason']}",
+             f"corpus {m['digest']}: {m['new_rows']} new row(s) from {len(m['accepted'])} file(s), "
+             f"dropped {m['dropped']}"]
+    lines += [f"rejected {file}: {why}" for file, why in m["rejected"].items()]
+    if "pipeline" in result:
+        model = result["pipeline"]["model"]
+        lines.append(f"registered model: {model['name']}  version {model['version']}  alias {model['alias']}"
+                     f"  ({model['reason']})")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

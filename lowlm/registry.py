@@ -1,0 +1,49 @@
+"""Reading the MLflow model registry: versions with their aliases, tags and key metrics.
+
+The registry is written by ``tasks.register`` (the champion/challenger gate); this module only reads
+it, for the retrain decision and ``lowlm models``.
+"""
+
+from __future__ import annotations
+
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+CHAMPION, CHALLENGER = "champion", "challenger"
+
+
+def registry_versions(uri: str, name: str | None = None) -> list[dict]:
+    """Every version of model ``name`` (or of every model), newest first, as plain dicts:
+    ``name, version, aliases, tags, run_id, created`` (ms since the epoch), ``metrics`` (``test_*`` tags)."""
+    client = MlflowClient(uri)
+    if name is not None:
+        try:
+            registered = [client.get_registered_model(name)]
+        except MlflowException:
+            return []
+    else:
+        registered = client.search_registered_models()
+    rows = []
+    for model in registered:
+        # version search results leave aliases out: the registered model holds alias -> version
+        aliases: dict[str, list[str]] = {}
+        for alias, version in (model.aliases or {}).items():
+            aliases.setdefault(str(version), []).append(alias)
+        for v in client.search_model_versions(f"name = '{model.name}'"):
+            rows.append(_row(v, sorted(aliases.get(str(v.version), []))))
+    return sorted(rows, key=lambda r: (r["name"], -int(r["version"])))
+
+
+def _row(v, aliases: list[str]) -> dict:
+    tags = dict(v.tags or {})
+    return {"name": v.name, "version": str(v.version), "aliases": aliases, "tags": tags,
+            "run_id": v.run_id, "created": int(v.creation_timestamp or 0),
+            "metrics": {k: float(x) for k, x in tags.items() if k.startswith("test_") and _is_number(x)}}
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False

@@ -1,0 +1,63 @@
+"""Retraining stages: merge the data that arrived, then decide whether the champion is out of date.
+
+Neither is cached: merging moves files, and the decision depends on the registry, not on inputs.
+"""
+
+from __future__ import annotations
+
+from prefect import get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+
+from lowlm.config import CorpusConfig
+from lowlm.corpus import load_corpus
+from lowlm.incoming import merge_incoming
+from lowlm.registry import CHAMPION, registry_versions
+from tasks._stage import tracking_uri
+
+SPLITS = ("train", "validation", "test")
+
+
+@task(name="merge-incoming")
+def merge(corpus: CorpusConfig, incoming_dir: str, out_dir: str) -> dict:
+    """Accept waiting files (bad ones go to ``rejected/`` with the reason), merge, and digest the splits."""
+    logger = get_run_logger()
+    merged = merge_incoming(corpus, incoming_dir, out_dir)
+    for file, why in merged.rejected.items():
+        logger.error("rejected %s: %s", file, why)
+    digests = load_corpus(merged.config).digests
+    logger.info("merged corpus %s: %d new row(s) from %d file(s); dropped %s; relabelled %d",
+                merged.digest, merged.new_rows, len(merged.accepted), merged.dropped, merged.relabelled)
+    return {"config": merged.config.model_dump(mode="json"), "digest": merged.digest, "split_digests": digests,
+            "accepted": merged.accepted, "rejected": merged.rejected, "new_rows": merged.new_rows,
+            "dropped": merged.dropped, "relabelled": merged.relabelled}
+
+
+@task(name="decide")
+def decide(model_name: str, split_digests: dict, force: bool = False) -> dict:
+    """Retrain when forced, when there is no champion, or when the data differs from the champion's.
+
+    Data a challenger was already trained on (and lost the gate with) is not retrained either.
+    """
+    ours = {k: split_digests[k] for k in SPLITS}
+    versions = registry_versions(tracking_uri(), model_name)
+    champion = next((v for v in versions if CHAMPION in v["aliases"]), None)
+    same = [v for v in versions if all(v["tags"].get(f"data_digest.{k}") == ours[k] for k in SPLITS)]
+    if force:
+        run, reason = True, "forced"
+    elif champion is None:
+        run, reason = True, f"no champion of {model_name!r} yet"
+    elif champion in same:
+        run, reason = False, f"data unchanged since champion v{champion['version']} (train digest {ours['train']})"
+    elif same:
+        v = same[0]
+        run, reason = False, (f"v{v['version']} ({', '.join(v['aliases']) or 'no alias'}) was already trained on "
+                              f"this data (train digest {ours['train']}) and did not beat champion "
+                              f"v{champion['version']}")
+    else:
+        theirs = {k: champion["tags"].get(f"data_digest.{k}") for k in SPLITS}
+        changed = ", ".join(f"{k} {theirs[k]} -> {ours[k]}" for k in SPLITS if theirs[k] != ours[k])
+        run, reason = True, f"data changed since champion v{champion['version']}: {changed}"
+    get_run_logger().info("%s: %s", "retrain" if run else "skip", reason)
+    create_markdown_artifact(key="retrain-decision", markdown=f"**{'retrain' if run else 'skip'}**: {reason}",
+                             description=f"retrain decision for {model_name}")
+    return {"retrain": run, "reason": reason}
