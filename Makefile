@@ -17,7 +17,10 @@ export NLTK_DATA ?= $(SHARED)/data/nltk_data
 # torch's OpenMP threads spin while waiting by default: on 2 shared cores that cost 30-80x per step
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: run test bench install clean
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+SCREENSHOTS ?= docs/screenshots
+
+.PHONY: run test bench install clean serve ui ui-check fonts
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,8 +40,28 @@ test: $(STAMP)
 
 # Slow tests and benchmarks on ../shared/data (see docs/benchmarks.md)
 bench: $(STAMP)
-	$(BIN)/python -m pytest -q -m slow
+	$(BIN)/python -m pytest -q -m slow --ignore=tests/test_browser.py
 	$(BIN)/python benchmarks/bag_vs_fasttext.py
+
+# Serve every deployment (retrain at 03:00 UTC and on new data); starts a Prefect server if needed
+serve: $(STAMP)
+	$(BIN)/lowlm serve
+
+# Prefect UI on 127.0.0.1:4200 and MLflow UI on 127.0.0.1:5000 until Ctrl-C
+ui: $(STAMP)
+	$(BIN)/lowlm ui
+
+# Debian's CJK fonts, so attention maps draw Chinese tokens
+fonts:
+	fc-list | grep -q "Noto Sans CJK" || { $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq fonts-noto-cjk; }
+
+# Both UIs checked in headless Chromium (Debian's, driven by Playwright); screenshots in $(SCREENSHOTS)
+ui-check: $(STAMP) fonts
+	command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium; }
+	$(BIN)/pip install --quiet -e '.[browser]'
+	LOWLM_SCREENSHOTS=$(SCREENSHOTS) $(BIN)/python -m pytest -q -m slow tests/test_browser.py
 
 clean:
 	rm -rf .lowlm mlruns/mlflow.db mlruns/artifacts .pytest_cache

@@ -99,11 +99,13 @@ def _start(name: str, command: list[str], url: str, health: str, log: Path, env:
 
 def start_prefect(port: int, log_dir: Path, home: str | None = None, ui: bool = True) -> Server:
     """``prefect server start`` on 127.0.0.1:``port`` (its SQLite database under PREFECT_HOME or ``home``)."""
+    url = f"http://{HOST}:{port}"
+    # the UI calls the API at PREFECT_SERVER_UI_API_URL, which otherwise says port 4200
     env = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1",
-           "PREFECT_UI_ENABLED": "true" if ui else "false", "PREFECT_API_URL": ""}
+           "PREFECT_UI_ENABLED": "true" if ui else "false", "PREFECT_API_URL": "",
+           "PREFECT_SERVER_UI_API_URL": f"{url}/api"}
     if home:
         env["PREFECT_HOME"] = home
-    url = f"http://{HOST}:{port}"
     return _start("Prefect server", [str(BIN / "prefect"), "server", "start", "--host", HOST, "--port", str(port)],
                   url, f"{url}/api/health", log_dir / f"prefect-{port}.log", env)
 

@@ -10,6 +10,7 @@ The model is logged "from code": MLflow stores this file and the classifier's pl
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import mlflow
@@ -39,6 +40,11 @@ def _texts(model_input) -> list[str]:
     if isinstance(model_input, str):
         return [model_input]
     return list(model_input)
+
+
+# MLflow asks for type hints on predict; with them it would validate inputs its own way, and the
+# adapter keeps an explicit signature instead (see log_pyfunc). Said once here, not on every load.
+warnings.filterwarnings("ignore", category=UserWarning, module="mlflow.pyfunc.utils.data_validation")
 
 
 class LowlmPyfunc(PythonModel):

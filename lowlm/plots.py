@@ -5,6 +5,7 @@ Each function returns a matplotlib Figure (Agg backend, no display needed); call
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Sequence
 
 import matplotlib
@@ -12,6 +13,30 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+
+
+@cache
+def _cjk_fallback() -> str | None:
+    """Let text fall back to a CJK font for Chinese/Japanese/Korean tokens, when one is installed
+    (Debian: fonts-noto-cjk, installed by `make fonts`); returns its name, or None (boxes are drawn)."""
+    from matplotlib import font_manager
+
+    names = {f.name for f in font_manager.fontManager.ttflist if "CJK" in f.name}
+    if not names:  # installed after matplotlib cached its font list
+        for path in font_manager.findSystemFonts():
+            if "CJK" in path or "wqy" in path.lower():
+                font_manager.fontManager.addfont(path)
+        names = {f.name for f in font_manager.fontManager.ttflist if "CJK" in f.name}
+    if not names:
+        return None
+    name = sorted(names, key=lambda n: ("SC" not in n, n))[0]
+    plt.rcParams["font.family"] = ["DejaVu Sans", name]
+    return name
+
+
+def _needs_cjk(tokens) -> None:
+    if any(ord(ch) > 0x2E80 for token in tokens for ch in token):
+        _cjk_fallback()
 
 
 def confusion_matrix_figure(cm: Sequence[Sequence[int]], labels: Sequence[str], title: str = "Confusion matrix"):
@@ -72,6 +97,7 @@ def seq2seq_curves_figure(history: Sequence[dict], metric: str, title: str = "Tr
 
 def attention_matrix_figure(source: Sequence[str], output: Sequence[str], weights, title: str = ""):
     """Heat map of one sentence's attention: output tokens (rows) over source tokens (columns)."""
+    _needs_cjk([*source, *output, title])
     weights = np.asarray(weights, dtype=float)
     fig, ax = plt.subplots(figsize=(max(4.0, 0.45 * len(source) + 1.5), max(3.0, 0.4 * len(output) + 1.2)))
     ax.imshow(weights, cmap="Greys", aspect="auto", vmin=0, vmax=max(1e-9, weights.max()))
@@ -86,7 +112,9 @@ def attention_matrix_figure(source: Sequence[str], output: Sequence[str], weight
 
 def attention_figure(rows: Sequence[tuple[list[str], Sequence[float], str]], title: str = "Attention"):
     """One heat strip per sentence: tokens with their attention weight, labelled with the prediction."""
-    fig, axes = plt.subplots(len(rows), 1, figsize=(10, 0.9 * len(rows) + 0.6), squeeze=False)
+    _needs_cjk([t for tokens, _, caption in rows for t in [*tokens, caption]])
+    # room under each strip for its rotated tokens, or they run into the next sentence's caption
+    fig, axes = plt.subplots(len(rows), 1, figsize=(10, 1.6 * len(rows) + 0.6), squeeze=False)
     for ax, (tokens, weights, caption) in zip(axes[:, 0], rows):
         ax.imshow(np.asarray(weights, dtype=float)[None, :], cmap="Reds", aspect="auto", vmin=0)
         ax.set_xticks(range(len(tokens)), tokens, rotation=45, ha="right", fontsize=8)

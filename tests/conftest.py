@@ -58,7 +58,7 @@ def fewshot_csv() -> Path:
 def prefect_server():
     """One real `prefect server start` on 127.0.0.1 (SQLite under the session's PREFECT_HOME) for the
     whole session; PREFECT_API_URL already points at it. Stopped at the end of the session."""
-    server = start_prefect(PREFECT_PORT, SESSION_DIR / "logs", ui=False).wait(180)
+    server = start_prefect(PREFECT_PORT, SESSION_DIR / "logs").wait(180)
     yield server
     server.stop()
 
