@@ -405,7 +405,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ENV_DEFAULTS = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1",
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
-    "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+    "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
     "OMP_WAIT_POLICY": "PASSIVE",  # idle OpenMP threads spin otherwise: 30-80x slower steps on 2 cores
 }
 
