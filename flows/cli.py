@@ -343,7 +343,8 @@ def ui(prefect_port: Annotated[int, typer.Option(help="Prefect server port")] = 
     uri = _tracking_uri()
     servers = []
     stop = {"now": False}
-    signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
+    for sig in (signal.SIGTERM, signal.SIGHUP):  # a closed terminal or `kill` stops both servers too
+        signal.signal(sig, lambda *_: stop.update(now=True))
     try:
         servers.append(start_mlflow(mlflow_port, uri, LOG_DIR))
         if prefect:
