@@ -47,7 +47,7 @@ def classification(config: PipelineConfig) -> dict:
                 fingerprint=corpus_fingerprint(config.fewshot.corpus))
             transfer = fewshot(target, trained, config.fewshot, config.work_dir, tracking)
         evaluation = evaluate(corpus, trained, tracking)
-        digests = {**{f"{k}": v for k, v in corpus["digests"].items()}, "train_augmented": train_split["digest"]}
+        digests = {**corpus["digests"], "content": corpus["content_digest"], "train_augmented": train_split["digest"]}
         registered = register(corpus, trained, evaluation, config.registry.model_name, config.registry.metric,
                               config.digest(), digests, tracking)
 

@@ -66,9 +66,11 @@ def _tracking_uri() -> str:
 @app.command()
 def run(preset: Annotated[str, typer.Argument(help="preset name under configs/ or a YAML path")],
         set_: Overrides = [],  # noqa: B006 (typer reads the default)
-        deployment: Annotated[Optional[str], typer.Option(
-            "--deployment", "-d", help="run as a flow run of this served deployment ('' picks classification/sample "
-                                       "or seq2seq/translate-sample by the preset's kind)")] = None,
+        deployment: Annotated[bool, typer.Option(
+            "--deployment", "-d", help="run as a flow run of the served deployment (`lowlm serve`) and wait")] = False,
+        deployment_name: Annotated[Optional[str], typer.Option(
+            help="--deployment: which one (default classification/sample or seq2seq/translate-sample, by the "
+                 "preset's kind)")] = None,
         timeout: Annotated[float, typer.Option(help="--deployment: seconds to wait for the run")] = 3600) -> None:
     """Run the pipeline a preset describes (classification or seq2seq, told by its settings)."""
     from lowlm.config import PipelineConfig, Seq2SeqPipelineConfig, load_pipeline_config, pipeline_kind
@@ -79,14 +81,14 @@ def run(preset: Annotated[str, typer.Argument(help="preset name under configs/ o
         config = load_pipeline_config(preset, _overrides(set_), model)
     except (FileNotFoundError, ValueError) as exc:
         fail(str(exc))
-    if deployment is None:
+    if not deployment:
         if kind == "seq2seq":
             from flows.seq2seq import main as flow_main
         else:
             from flows.classification import main as flow_main
         argv = [preset] + [x for item in set_ for x in ("--set", item)]
         raise typer.Exit(flow_main(argv))
-    name = deployment or ("seq2seq/translate-sample" if kind == "seq2seq" else "classification/sample")
+    name = deployment_name or ("seq2seq/translate-sample" if kind == "seq2seq" else "classification/sample")
     raise typer.Exit(_run_deployment(name, {"config": config.model_dump(mode="json")}, timeout))
 
 
@@ -171,28 +173,41 @@ def data_add(files: Annotated[list[Path], typer.Argument(help="CSV/TSV/JSONL/Par
              preset: Preset = "sample", incoming: Incoming = "data/incoming",
              event: Annotated[bool, typer.Option(help="emit a lowlm.data.added Prefect event (when an API is "
                                                       "set), which starts the retrain deployment")] = True) -> None:
-    """Check files against the preset's corpus settings and queue them for the next retrain."""
+    """Check files against the preset's corpus settings and queue them for the next retrain.
+
+    All files are checked before any is queued: one bad file queues none. A file already added
+    (same bytes) is skipped with a note.
+    """
     from lowlm.config import PipelineConfig, load_pipeline_config
     from lowlm.corpus import CorpusError, load_corpus
     from lowlm.incoming import add_file, read_rows
 
     try:
         config = load_pipeline_config(preset, {}, PipelineConfig)
-    except (FileNotFoundError, ValueError) as exc:
+        known = set(load_corpus(config.corpus).labels)
+    except (FileNotFoundError, ValueError) as exc:  # CorpusError is a ValueError
         fail(str(exc))
-    known = set(load_corpus(config.corpus).labels)
-    added = []
+    checked = {}
+    errors = []
     for file in files:
         try:
-            target = add_file(file, incoming, config.corpus)
+            checked[file] = read_rows(file, config.corpus)
         except CorpusError as exc:
-            fail(str(exc))
-        rows = read_rows(target, config.corpus)
+            errors.append(str(exc))
+    if errors:
+        fail("nothing queued:\n  " + "\n  ".join(errors))
+    added = []
+    for file, rows in checked.items():
+        try:
+            target = add_file(file, incoming, config.corpus)
+        except CorpusError as exc:  # the same bytes are already waiting or merged
+            typer.echo(f"skipped {file}: {exc}")
+            continue
         new = sorted(set(rows["label"]) - known)
         typer.echo(f"added {file} -> {target} ({len(rows)} rows"
                    + (f"; labels new to the corpus: {', '.join(new)}" if new else "") + ")")
         added.append(str(target))
-    if event:
+    if event and added:
         _emit_data_added(incoming, added)
 
 
@@ -262,6 +277,7 @@ def serve(cron: Annotated[str, typer.Option(help="retrain schedule, cron syntax 
     the one `lowlm ui` started there) and stops what it started on exit.
     """
     _check_cron(cron, timezone)
+    signal.signal(signal.SIGHUP, signal.default_int_handler)  # a closed terminal stops like Ctrl-C
     with _prefect_api(port) as url:
         typer.echo(f"serving deployments against {url}; Prefect UI: {url.removesuffix('/api')}")
         from flows.deployments import serve_all

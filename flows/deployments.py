@@ -39,8 +39,9 @@ DATA_ADDED = "lowlm.data.added"
 
 
 def incoming_resource(incoming_dir: str) -> str:
-    """The Prefect event resource id for an incoming folder (what `lowlm data add` emits)."""
-    return f"lowlm.incoming.{Path(incoming_dir).as_posix().strip('/')}"
+    """The Prefect event resource id for an incoming folder (what `lowlm data add` emits): its absolute
+    path, so `data/incoming` and `$PWD/data/incoming` name the same folder."""
+    return f"lowlm.incoming.{Path(incoming_dir).resolve().as_posix()}"
 
 
 def deployment_specs(cron: str | None = DEFAULT_CRON, timezone: str = DEFAULT_TIMEZONE,

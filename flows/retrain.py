@@ -42,7 +42,7 @@ def retrain(preset: str = "sample", incoming_dir: str = DEFAULT_INCOMING, force:
     config = load_pipeline_config(preset, overrides or {}, PipelineConfig)
     out_dir = str(Path(config.work_dir) / "retrain" / config.registry.model_name)
     merged = merge(config.corpus, incoming_dir, out_dir)
-    decision = decide(config.registry.model_name, merged["split_digests"], force)
+    decision = decide(config.registry.model_name, merged["digest"], merged["split_digests"], force)
     result = {"decision": decision, "merged": {k: merged[k] for k in ("digest", "new_rows", "dropped", "accepted",
                                                                        "rejected", "relabelled")}}
     if not decision["retrain"]:

@@ -88,12 +88,11 @@ def _tail(path: Path, lines: int = 30) -> str:
 
 def _start(name: str, command: list[str], url: str, health: str, log: Path, env: dict | None = None) -> Server:
     log.parent.mkdir(parents=True, exist_ok=True)
-    out = open(log, "ab")
     # this environment's bin/ first: `mlflow models serve` execs `uvicorn` by name
     path = os.pathsep.join([str(BIN), os.environ.get("PATH", "")])
-    process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                               env={**os.environ, "PATH": path, **(env or {})}, start_new_session=True)
-    out.close()
+    with open(log, "ab") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                   env={**os.environ, "PATH": path, **(env or {})}, start_new_session=True)
     return Server(name, process, url, health, log)
 
 

@@ -64,6 +64,10 @@ class Corpus:
         """Write each split as Parquet (label names, not indices); returns split -> path."""
         return save_splits(folder, {name: self.frame(name) for name in self.splits})
 
+    def content_digest(self) -> str:
+        """What each split holds, whatever the row order (see ``content_digest``)."""
+        return content_digest({name: self.frame(name) for name in self.splits})
+
 
 def save_splits(folder: str | Path, frames: dict[str, pd.DataFrame]) -> dict[str, str]:
     """``folder/<split>.parquet`` per frame; returns split -> path."""
@@ -86,6 +90,23 @@ def split_digest(texts, labels, label_names) -> str:
     h = hashlib.sha256()
     for text, label in zip(texts, labels):
         h.update(f"{label_names[label]}\t{text}\n".encode("utf-8"))
+    return h.hexdigest()[:16]
+
+
+def content_digest(splits: dict[str, pd.DataFrame]) -> str:
+    """Order-free digest of split name -> rows (``text``, ``label`` names): the same rows in each split,
+    in any order, give the same digest. The retrain decision compares it with the champion's.
+
+    >>> a = pd.DataFrame({"text": ["x", "y"], "label": ["p", "q"]})
+    >>> content_digest({"train": a}) == content_digest({"train": a[::-1]})
+    True
+    """
+    h = hashlib.sha256()
+    for name in sorted(splits):
+        frame = splits[name]
+        h.update(f"[{name}]\n".encode())
+        for line in sorted(f"{label}\t{text}" for text, label in zip(frame["text"], frame["label"])):
+            h.update(line.encode("utf-8") + b"\n")
     return h.hexdigest()[:16]
 
 

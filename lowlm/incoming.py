@@ -2,37 +2,46 @@
 
     incoming/                 files dropped here (or by ``lowlm data add``) wait for the next retrain
     incoming/accepted/        files already merged: part of the corpus from then on (nothing is lost)
-    incoming/rejected/        files that could not be read, each beside ``<name>.error.txt`` saying why
+    incoming/rejected/        files that could not be used, each beside ``<name>.error.txt`` saying why
 
 >>> add_file("new.csv", "data/incoming", corpus_cfg)           # doctest: +SKIP
 >>> merged = merge_incoming(corpus_cfg, "data/incoming", ".lowlm/retrain/intents")  # doctest: +SKIP
 >>> merged.config.path, merged.new_rows, merged.dropped        # doctest: +SKIP
 
-The merged corpus is the base corpus (``CorpusConfig.path``) plus every accepted file, in arrival
-order. Rows are compared on their text with case and spacing normalised: a repeat with the same
-label is dropped, a repeat with another label replaces the earlier label (the newest word wins),
-and a train row whose text is in the validation or test file is dropped (it would leak). Separate
-validation/test files keep their rows, so a champion and its challenger are scored on the same
-test split. The merged splits are written as ``train.csv`` (and ``validation.csv``/``test.csv``)
-in a folder named by their content digest, so an unchanged corpus gives the same config, the same
-split digests and cached stages.
+The merged corpus is the base corpus (``CorpusConfig.path``, split as a plain run splits it) with
+the rows of every accepted file added to its train split, in arrival order. The base's validation
+and test splits stay fixed, so a champion and its challenger are scored on the same test rows
+and no test row moves into train. A new row is compared with what is there on its text, case and
+spacing normalised: a repeat with the same label is dropped, a repeat with another label
+relabels the earlier rows (the newest word wins), and a text of the validation or test split is
+dropped (it would leak). The base's own rows are kept as they are, so merging no new data gives
+the base corpus's content digest (``Corpus.content_digest``). The splits are written as
+``train.csv``, ``validation.csv`` and ``test.csv`` in a folder named by their digest.
+
+Files added by hand or by ``add_file`` are read as UTF-8 by their extension (a ``.txt``/``.label``
+file added to a line-format corpus is read in that format), with the corpus's column names. One
+merge at a time per incoming folder (a lock file); arrival order is the order of the UTC time
+stamps that accepted files are named with.
 
 No Prefect here: the retrain flow and the CLI call these functions.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import shutil
-import time
+import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
 
 from lowlm.config import CorpusConfig
-from lowlm.corpus import DATA_SUFFIXES, SPLIT_PATTERNS, CorpusError, _format_of, _validate_rows, read_file
+from lowlm.corpus import DATA_SUFFIXES, CorpusError, _format_of, _validate_rows, content_digest, load_corpus, read_file
 
 ACCEPTED, REJECTED = "accepted", "rejected"
 
@@ -55,7 +64,8 @@ def _key(text: str) -> str:
 
 
 def _is_data(path: Path) -> bool:
-    return path.is_file() and not path.name.startswith(".") and any(s in DATA_SUFFIXES for s in path.suffixes)
+    return (path.is_file() and not path.name.startswith(".")
+            and any(s.lower() in DATA_SUFFIXES for s in path.suffixes))
 
 
 LINE_FORMATS = ("tab_lines", "colon_lines", "trec")
@@ -64,10 +74,10 @@ LINE_FORMATS = ("tab_lines", "colon_lines", "trec")
 def _for_file(cfg: CorpusConfig, path: Path) -> CorpusConfig:
     """The corpus's settings for one file: a table file (CSV, JSONL...) goes by its extension, a line
     file by the corpus's line format (TREC's ``.label`` lines stay TREC lines, a CSV added beside
-    them is still read as CSV), with the corpus's column names and encoding either way."""
-    if cfg.format == "auto" or (cfg.format in LINE_FORMATS and path.suffix in (".txt", ".label")):
-        return cfg
-    return cfg.model_copy(update={"format": "auto"})
+    them is still read as CSV), with the corpus's column names; always UTF-8 (a Latin-1 corpus such as
+    TREC's does not make new files Latin-1)."""
+    line_file = cfg.format in LINE_FORMATS and path.suffix.lower() in (".txt", ".label")
+    return cfg.model_copy(update={"format": cfg.format if line_file else "auto", "encoding": "utf-8"})
 
 
 def read_rows(path: str | Path, cfg: CorpusConfig, added: bool = True) -> pd.DataFrame:
@@ -84,6 +94,39 @@ def read_rows(path: str | Path, cfg: CorpusConfig, added: bool = True) -> pd.Dat
 
 def _digest_bytes(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+
+
+def _stamped(name: str, digest: str) -> str:
+    """``<UTC time to the microsecond>-<content digest>-<name>``: names sort in arrival order."""
+    return f"{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S%fZ')}-{digest}-{name}"
+
+
+def _is_stamped(name: str) -> bool:
+    head = name.split("-", 1)[0]
+    return len(head) == 22 and head.endswith("Z") and head[8] == "T"
+
+
+def _move(file: Path, folder: Path) -> Path:
+    """Move ``file`` into ``folder`` under a stamped name (a hand-dropped file gets one), never over another."""
+    folder.mkdir(parents=True, exist_ok=True)
+    name = file.name if _is_stamped(file.name) else _stamped(file.name, _digest_bytes(file))
+    target = folder / name
+    while target.exists():
+        target = folder / _stamped(file.name, _digest_bytes(file))
+    shutil.move(file, target)
+    return target
+
+
+@contextmanager
+def _locked(folder: Path):
+    """One merge at a time per incoming folder (the served deployment and a `lowlm retrain` may overlap)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".merge.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def add_file(path: str | Path, incoming_dir: str | Path, cfg: CorpusConfig) -> Path:
@@ -106,7 +149,7 @@ def add_file(path: str | Path, incoming_dir: str | Path, cfg: CorpusConfig) -> P
                 if known.is_file() and f"-{digest}-" in known.name:
                     raise CorpusError(f"{path}: the same file was already added as {known}")
     incoming.mkdir(parents=True, exist_ok=True)
-    target = incoming / f"{time.strftime('%Y%m%dT%H%M%S')}-{digest}-{path.name}"
+    target = incoming / _stamped(path.name, digest)
     partial = incoming / f".{target.name}.partial"
     shutil.copyfile(path, partial)
     os.replace(partial, target)
@@ -119,79 +162,97 @@ def pending(incoming_dir: str | Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if _is_data(p)) if folder.is_dir() else []
 
 
-def _base_files(cfg: CorpusConfig) -> dict[str, list[Path]]:
-    path = Path(cfg.path)
-    if not path.exists():
-        raise CorpusError(f"corpus not found: {path}")
-    grouped: dict[str, list[Path]] = {"train": [], "validation": [], "test": []}
-    files = sorted(p for p in path.iterdir() if _is_data(p)) if path.is_dir() else [path]
-    for file in files:
-        split = next((s for s, pat in SPLIT_PATTERNS.items() if pat.match(file.name)), "train")
-        grouped[split].append(file)
-    if cfg.validation_file:
-        grouped["validation"] = [Path(cfg.validation_file)]
-    if cfg.test_file:
-        grouped["test"] = [Path(cfg.test_file)]
-    return grouped
+def _add_rows(train: pd.DataFrame, keys: dict[str, list[int]], rows: pd.DataFrame, held: set[str],
+              counts: dict[str, int]) -> pd.DataFrame:
+    """Append ``rows`` to ``train`` (``keys``: normalised text -> row positions), dropping repeats and
+    held-out texts and relabelling earlier rows where the new label differs; ``counts`` is updated."""
+    labels = train["label"].tolist()
+    new_texts, new_labels = [], []
+    for text, label in zip(rows["text"], rows["label"]):
+        key = _key(text)
+        if key in held:
+            counts["in_validation_or_test"] += 1
+        elif key in keys:
+            if any(labels[i] != label for i in keys[key]):
+                for i in keys[key]:
+                    labels[i] = label
+                counts["relabelled"] += 1
+            else:
+                counts["duplicate"] += 1
+        else:
+            keys[key] = [len(labels)]
+            labels.append(label)
+            new_texts.append(text)
+            new_labels.append(label)
+    texts = train["text"].tolist() + new_texts
+    return pd.DataFrame({"text": texts, "label": labels})
+
+
+def _write(frames: dict[str, pd.DataFrame], out_dir: Path) -> tuple[Path, str]:
+    """The splits as CSV in ``out_dir/corpus-<digest>/`` (written once, atomically); returns (folder, digest)."""
+    digest = content_digest(frames)
+    folder = out_dir / f"corpus-{digest}"
+    if not folder.is_dir():
+        out_dir.mkdir(parents=True, exist_ok=True)
+        partial = Path(tempfile.mkdtemp(prefix=f".corpus-{digest}-", dir=out_dir))
+        for split, frame in frames.items():
+            frame[["text", "label"]].to_csv(partial / f"{split}.csv", index=False)
+        try:
+            os.replace(partial, folder)
+        except OSError:  # written meanwhile by another process: same digest, same bytes
+            shutil.rmtree(partial, ignore_errors=True)
+    return folder, digest
+
+
+def _merged_config(cfg: CorpusConfig, folder: Path) -> CorpusConfig:
+    return cfg.model_copy(update={
+        "path": str(folder), "format": "csv", "text_column": "text", "label_column": "label", "encoding": "utf-8",
+        "validation_file": None, "test_file": None, "max_rows": None,
+    })
 
 
 def merge_incoming(cfg: CorpusConfig, incoming_dir: str | Path, out_dir: str | Path) -> Merged:
     """Accept the waiting files, merge base + accepted rows, write the result; see the module doc.
 
-    A waiting file that cannot be read is moved to ``rejected/`` with the reason beside it and the
-    merge goes on without it; the base corpus failing to read is an error (CorpusError).
+    A waiting file that cannot be read, or whose rows would leave a corpus the pipeline cannot use
+    (a label with too few rows to split, say), is moved to ``rejected/`` with the reason beside it,
+    and the merge goes on without it. The base corpus failing to load is an error (CorpusError).
     """
-    incoming = Path(incoming_dir)
+    incoming, out_dir = Path(incoming_dir), Path(out_dir)
     accepted_dir, rejected_dir = incoming / ACCEPTED, incoming / REJECTED
-    result = Merged(config=cfg, digest="")
-    fresh = []
-    for file in pending(incoming):
-        try:
-            read_rows(file, cfg)
-        except CorpusError as exc:
-            rejected_dir.mkdir(parents=True, exist_ok=True)
-            shutil.move(file, rejected_dir / file.name)
-            (rejected_dir / f"{file.name}.error.txt").write_text(f"{exc}\n")
-            result.rejected[str(file)] = str(exc)
-            continue
-        accepted_dir.mkdir(parents=True, exist_ok=True)
-        shutil.move(file, accepted_dir / file.name)
-        result.accepted.append(str(accepted_dir / file.name))
-        fresh.append(file.name)
+    with _locked(incoming):
+        base = load_corpus(cfg)
+        held = {split: base.frame(split) for split in ("validation", "test")}
+        held_keys = {_key(t) for frame in held.values() for t in frame["text"]}
+        train = base.frame("train")
+        keys: dict[str, list[int]] = {}
+        for i, text in enumerate(train["text"]):
+            keys.setdefault(_key(text), []).append(i)
+        counts = dict.fromkeys(("duplicate", "relabelled", "in_validation_or_test"), 0)
+        for file in pending(accepted_dir):  # merged before: part of the corpus
+            train = _add_rows(train, keys, read_rows(file, cfg), held_keys, counts)
+        counts = dict.fromkeys(counts, 0)  # report what this merge's files did
+        before = len(train)
 
-    grouped = _base_files(cfg)
-    held = {split: pd.concat([read_rows(f, cfg, added=False) for f in grouped[split]], ignore_index=True)
-            for split in ("validation", "test") if grouped[split]}
-    held_keys = set(pd.concat(held.values())["text"].map(_key)) if held else set()
-    parts = [read_rows(f, cfg, added=False).assign(_fresh=False) for f in grouped["train"]]
-    for file in (sorted(p for p in accepted_dir.iterdir() if _is_data(p)) if accepted_dir.is_dir() else []):
-        parts.append(read_rows(file, cfg).assign(_fresh=file.name in fresh))
-    rows = pd.concat(parts, ignore_index=True)
-
-    keys = rows["text"].map(_key)
-    leak = keys.isin(held_keys)
-    rows, keys = rows[~leak], keys[~leak]
-    newest = keys.map(rows.assign(_key=keys).groupby("_key", sort=False)["label"].last())
-    relabelled = rows["label"] != newest
-    repeat = keys.duplicated()  # the first place a text appears keeps it, with its newest label
-    merged = rows.assign(label=newest)[~repeat]
-    result.dropped = {"duplicate": int(repeat.sum()), "in_validation_or_test": int(leak.sum())}
-    result.relabelled = int((relabelled & ~repeat).sum())
-    result.new_rows = int(merged["_fresh"].sum())
-
-    frames = {"train": merged[["text", "label"]], **held}
-    texts = {split: frame.to_csv(index=False) for split, frame in frames.items()}
-    result.digest = hashlib.sha256("".join(f"{k}\n{v}" for k, v in texts.items()).encode()).hexdigest()[:16]
-    folder = Path(out_dir) / f"corpus-{result.digest}"
-    if not folder.is_dir():  # content-addressed: an existing folder already holds these bytes
-        partial = Path(out_dir) / f".corpus-{result.digest}.partial"
-        shutil.rmtree(partial, ignore_errors=True)
-        partial.mkdir(parents=True)
-        for split, text in texts.items():
-            (partial / f"{split}.csv").write_text(text, encoding="utf-8")
-        os.replace(partial, folder)
-    result.config = cfg.model_copy(update={
-        "path": str(folder), "format": "csv", "text_column": "text", "label_column": "label", "encoding": "utf-8",
-        "validation_file": None, "test_file": None,
-    })
+        result = Merged(config=cfg, digest="")
+        for file in pending(incoming):
+            try:
+                rows = read_rows(file, cfg)
+                trial_counts = dict(counts)
+                trial_keys = {k: list(v) for k, v in keys.items()}
+                trial = _add_rows(train, trial_keys, rows, held_keys, trial_counts)
+                folder, _ = _write({"train": trial, **held}, out_dir)
+                load_corpus(_merged_config(cfg, folder))  # the pipeline must be able to use the result
+            except CorpusError as exc:
+                moved = _move(file, rejected_dir)
+                Path(f"{moved}.error.txt").write_text(f"{file.name}: {exc}\n")
+                result.rejected[str(moved)] = str(exc)
+                continue
+            train, keys, counts = trial, trial_keys, trial_counts
+            result.accepted.append(str(_move(file, accepted_dir)))
+        result.new_rows = len(train) - before
+        folder, result.digest = _write({"train": train, **held}, out_dir)
+    result.config = _merged_config(cfg, folder)
+    result.relabelled = counts.pop("relabelled")
+    result.dropped = counts
     return result

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 
@@ -19,7 +20,9 @@ def registry_versions(uri: str, name: str | None = None) -> list[dict]:
     if name is not None:
         try:
             registered = [client.get_registered_model(name)]
-        except MlflowException:
+        except MlflowException as exc:
+            if exc.error_code != ErrorCode.Name(RESOURCE_DOES_NOT_EXIST):
+                raise  # an unreachable store is not "no model": the retrain decision depends on it
             return []
     else:
         registered = client.search_registered_models()

@@ -28,7 +28,8 @@ def ingest(corpus: CorpusConfig, work_dir: str, tracking: Tracking, stage: str =
         counts = data.frame("train")["label"].value_counts().rename_axis("label").reset_index(name="train_rows")
         log_table(counts, "label_counts.json")
         log_table(data.frame("train").head(50), "train_sample.json")
-        return {"splits": paths, "digests": data.digests, "labels": data.labels, "sources": data.sources,
+        return {"splits": paths, "digests": data.digests, "content_digest": data.content_digest(),
+                "labels": data.labels, "sources": data.sources,
                 "rows": {s: len(d) for s, d in data.splits.items()}}
 
 

@@ -24,39 +24,53 @@ def merge(corpus: CorpusConfig, incoming_dir: str, out_dir: str) -> dict:
     merged = merge_incoming(corpus, incoming_dir, out_dir)
     for file, why in merged.rejected.items():
         logger.error("rejected %s: %s", file, why)
-    digests = load_corpus(merged.config).digests
+    corpus = load_corpus(merged.config)  # exactly what the pipeline's ingest will compute
     logger.info("merged corpus %s: %d new row(s) from %d file(s); dropped %s; relabelled %d",
                 merged.digest, merged.new_rows, len(merged.accepted), merged.dropped, merged.relabelled)
-    return {"config": merged.config.model_dump(mode="json"), "digest": merged.digest, "split_digests": digests,
+    return {"config": merged.config.model_dump(mode="json"), "digest": corpus.content_digest(),
+            "split_digests": corpus.digests,
             "accepted": merged.accepted, "rejected": merged.rejected, "new_rows": merged.new_rows,
             "dropped": merged.dropped, "relabelled": merged.relabelled}
 
 
+def _same_data(version: dict, content: str, splits: dict) -> bool:
+    """A version's data is ours: same content digest (any row order), or, for versions registered
+    before content digests were tagged, the same split digests."""
+    tags = version["tags"]
+    if "data_digest.content" in tags:
+        return tags["data_digest.content"] == content
+    return all(tags.get(f"data_digest.{k}") == splits[k] for k in SPLITS)
+
+
 @task(name="decide")
-def decide(model_name: str, split_digests: dict, force: bool = False) -> dict:
+def decide(model_name: str, content_digest: str, split_digests: dict, force: bool = False) -> dict:
     """Retrain when forced, when there is no champion, or when the data differs from the champion's.
 
     Data a challenger was already trained on (and lost the gate with) is not retrained either.
+    Settings are not data: a changed preset with unchanged data needs ``force``.
     """
     ours = {k: split_digests[k] for k in SPLITS}
     versions = registry_versions(tracking_uri(), model_name)
     champion = next((v for v in versions if CHAMPION in v["aliases"]), None)
-    same = [v for v in versions if all(v["tags"].get(f"data_digest.{k}") == ours[k] for k in SPLITS)]
+    same = [v for v in versions if _same_data(v, content_digest, ours)]
     if force:
         run, reason = True, "forced"
     elif champion is None:
         run, reason = True, f"no champion of {model_name!r} yet"
     elif champion in same:
-        run, reason = False, f"data unchanged since champion v{champion['version']} (train digest {ours['train']})"
+        run, reason = False, (f"data unchanged since champion v{champion['version']} (content digest "
+                              f"{content_digest}; changed settings alone need --force)")
     elif same:
         v = same[0]
         run, reason = False, (f"v{v['version']} ({', '.join(v['aliases']) or 'no alias'}) was already trained on "
-                              f"this data (train digest {ours['train']}) and did not beat champion "
+                              f"this data (content digest {content_digest}) and did not beat champion "
                               f"v{champion['version']}")
     else:
         theirs = {k: champion["tags"].get(f"data_digest.{k}") for k in SPLITS}
         changed = ", ".join(f"{k} {theirs[k]} -> {ours[k]}" for k in SPLITS if theirs[k] != ours[k])
-        run, reason = True, f"data changed since champion v{champion['version']}: {changed}"
+        run, reason = True, (f"data changed since champion v{champion['version']}: content "
+                             f"{champion['tags'].get('data_digest.content', '?')} -> {content_digest}"
+                             + (f"; splits {changed}" if changed else ""))
     get_run_logger().info("%s: %s", "retrain" if run else "skip", reason)
     create_markdown_artifact(key="retrain-decision", markdown=f"**{'retrain' if run else 'skip'}**: {reason}",
                              description=f"retrain decision for {model_name}")

@@ -10,31 +10,45 @@ from lowlm.corpus import CorpusError, load_corpus
 from lowlm.incoming import ACCEPTED, REJECTED, add_file, merge_incoming, pending
 
 
-def write_csv(path, rows):
-    pd.DataFrame(rows, columns=["text", "label"]).to_csv(path, index=False)
+def write_csv(path, rows, encoding="utf-8"):
+    pd.DataFrame(rows, columns=["text", "label"]).to_csv(path, index=False, encoding=encoding)
     return path
 
 
 @pytest.fixture()
 def base(tmp_path):
-    rows = [(f"please refund order {i}", "refund") for i in range(10)] + [
-        (f"my card {i} is broken", "card") for i in range(10)]
-    return CorpusConfig(path=str(write_csv(tmp_path / "base.csv", rows)), test_size=0.2, validation_size=0.2)
+    """train.csv + test.csv (validation carved from train), 2 labels."""
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    write_csv(folder / "train.csv", [(f"please refund order {i}", "refund") for i in range(10)] + [
+        (f"my card {i} is broken", "card") for i in range(10)])
+    write_csv(folder / "test.csv", [("refund test one", "refund"), ("card test one", "card")])
+    return CorpusConfig(path=str(folder), validation_size=0.2)
 
 
-def test_no_new_data_gives_the_base_corpus_splits(base, tmp_path):
+def splits(cfg):
+    corpus = load_corpus(cfg)
+    return corpus, {name: corpus.frame(name) for name in corpus.splits}
+
+
+def test_no_new_data_gives_the_base_corpus(base, tmp_path):
     merged = merge_incoming(base, tmp_path / "incoming", tmp_path / "out")
     assert merged.new_rows == 0 and merged.accepted == [] and merged.rejected == {}
-    assert load_corpus(merged.config).digests == load_corpus(base).digests
-    again = merge_incoming(base, tmp_path / "incoming", tmp_path / "out")
-    assert again.digest == merged.digest and again.config == merged.config
+    ours, theirs = load_corpus(merged.config), load_corpus(base)
+    assert ours.content_digest() == theirs.content_digest() == merged.digest
+    assert ours.digests["test"] == theirs.digests["test"] and ours.digests["validation"] == theirs.digests["validation"]
+    assert merge_incoming(base, tmp_path / "incoming", tmp_path / "out").config == merged.config
 
 
-def test_added_rows_are_merged_once_with_duplicates_dropped(base, tmp_path):
+def test_added_rows_join_train_once_and_the_held_out_splits_stay(base, tmp_path):
     incoming = tmp_path / "incoming"
+    _, before = splits(base)
+    in_train = before["train"]["text"].tolist()
+    relabel = next(t for t in in_train if t.startswith("my card"))
     new = write_csv(tmp_path / "new.csv", [
-        ("Please refund   ORDER 3", "refund"),  # the same text as a base row, once normalised
-        ("my card 4 is broken", "refund"),  # a base text with another label: the newer label wins
+        (in_train[0].upper().replace(" ", "   "), before["train"]["label"][0]),  # a train text, once normalised
+        (relabel, "refund"),  # a train text with another label: the newer label wins
+        ("Card test one", "card"),  # a test text: would leak
         ("where is my refund for the shoes", "refund"),
         ("the chip on my card is cracked", "card"),
         ("the chip on my card is cracked", "card"),  # repeated inside the file
@@ -46,19 +60,18 @@ def test_added_rows_are_merged_once_with_duplicates_dropped(base, tmp_path):
 
     merged = merge_incoming(base, incoming, tmp_path / "out")
     assert pending(incoming) == [] and len(pending(incoming / ACCEPTED)) == 1
-    assert merged.new_rows == 2
-    assert merged.dropped == {"duplicate": 3, "in_validation_or_test": 0}
-    assert merged.relabelled == 1
-    rows = pd.read_csv(f"{merged.config.path}/train.csv")
-    assert len(rows) == 22
-    assert rows.loc[rows["text"] == "my card 4 is broken", "label"].tolist() == ["refund"]
-    corpus = load_corpus(merged.config)
-    assert sum(len(s) for s in corpus.splits.values()) == 22
+    assert merged.new_rows == 2 and merged.relabelled == 1
+    assert merged.dropped == {"duplicate": 2, "in_validation_or_test": 1}
+    corpus, after = splits(merged.config)
+    assert corpus.digests["test"] == load_corpus(base).digests["test"]  # champion and challenger: same test rows
+    assert after["validation"].equals(before["validation"])
+    assert len(after["train"]) == len(before["train"]) + 2
+    assert after["train"].loc[after["train"]["text"] == relabel, "label"].tolist() == ["refund"]
     # the accepted file stays part of the corpus: merging again changes nothing
     assert merge_incoming(base, incoming, tmp_path / "out").digest == merged.digest
 
 
-def test_a_bad_file_is_refused_on_add_and_set_aside_on_merge(base, tmp_path):
+def test_bad_files_are_refused_on_add_and_set_aside_on_merge(base, tmp_path):
     incoming = tmp_path / "incoming"
     bad = tmp_path / "bad.csv"
     bad.write_text("text,label\nfine row,refund\n,card\n")
@@ -68,42 +81,45 @@ def test_a_bad_file_is_refused_on_add_and_set_aside_on_merge(base, tmp_path):
     wrong.write_text("sentence,category\nhello,refund\n")
     with pytest.raises(CorpusError, match=r"wrong.csv.*text"):
         add_file(wrong, incoming, base)
-    # dropped straight into the folder: the merge sets it aside with the reason and goes on
     incoming.mkdir()
+    # dropped straight into the folder: the unreadable one is set aside with the reason, the merge
+    # goes on (a new label joins train: the held-out splits are fixed, nothing needs splitting)
     (incoming / "dropped.csv").write_text("text,label\nfine row,refund\n,card\n")
-    good = write_csv(incoming / "good.csv", [("a brand new refund question", "refund")])
+    write_csv(incoming / "loan.csv", [("i want a loan", "loan")])
+    write_csv(incoming / "good.CSV", [("a brand new refund question", "refund")])
     merged = merge_incoming(base, incoming, tmp_path / "out")
-    assert merged.new_rows == 1 and [p.rsplit("/", 1)[-1] for p in merged.accepted] == [good.name]
-    assert list(merged.rejected) == [str(incoming / "dropped.csv")]
-    note = (incoming / REJECTED / "dropped.csv.error.txt").read_text()
-    assert "row 2: empty or missing text" in note and (incoming / REJECTED / "dropped.csv").exists()
+    assert merged.new_rows == 2 and sorted(p.rsplit("-", 1)[-1] for p in merged.accepted) == ["good.CSV", "loan.csv"]
+    notes = [p.read_text() for p in (incoming / REJECTED).glob("*-dropped.csv.error.txt")]
+    assert len(notes) == 1 and "dropped.csv, row 2: empty or missing text" in notes[0]
+    assert len(merged.rejected) == 1 and list(merged.rejected)[0].endswith("-dropped.csv")
+    assert "loan" in load_corpus(merged.config).labels
+    # a second file of the same name never replaces the first
+    write_csv(incoming / "good.CSV", [("another refund question entirely", "refund")])
+    again = merge_incoming(base, incoming, tmp_path / "out")
+    assert again.new_rows == 1 and len(pending(incoming / ACCEPTED)) == 3
 
 
-def test_held_out_files_stay_and_leaking_rows_are_dropped(tmp_path):
-    folder = tmp_path / "corpus"
-    folder.mkdir()
-    write_csv(folder / "train.csv", [(f"refund {i}", "refund") for i in range(6)] + [
-        (f"card {i}", "card") for i in range(6)])
-    write_csv(folder / "test.csv", [("refund test one", "refund"), ("card test one", "card")])
-    cfg = CorpusConfig(path=str(folder), validation_size=0.25)
+def test_single_file_corpus_keeps_its_carved_test_split(tmp_path):
+    path = write_csv(tmp_path / "all.csv", [(f"refund {i}", "refund") for i in range(20)] + [
+        (f"card {i}", "card") for i in range(20)])
+    cfg = CorpusConfig(path=str(path), test_size=0.2, validation_size=0.2)
     incoming = tmp_path / "in"
     incoming.mkdir()
-    write_csv(incoming / "more.csv", [("Card test one", "card"), ("refund seven", "refund")])
+    write_csv(incoming / "more.csv", [("refund twenty", "refund"), ("card twenty", "card")])
     merged = merge_incoming(cfg, incoming, tmp_path / "out")
-    assert merged.dropped["in_validation_or_test"] == 1 and merged.new_rows == 1
-    corpus, before = load_corpus(merged.config), load_corpus(cfg)
-    assert corpus.digests["test"] == before.digests["test"]  # the champion and challenger share the test split
-    assert len(corpus.splits["train"]) + len(corpus.splits["validation"]) == 13
+    corpus, base = load_corpus(merged.config), load_corpus(cfg)
+    assert merged.new_rows == 2
+    assert corpus.digests["test"] == base.digests["test"] and corpus.digests["validation"] == base.digests["validation"]
+    assert set(corpus.frame("train")["text"]) == set(base.frame("train")["text"]) | {"refund twenty", "card twenty"}
 
 
-def test_trec_lines_take_a_csv_beside_them(shared_data, tmp_path):
-    trec = shared_data / "trec"
-    files = sorted(p.name for p in trec.iterdir())
-    train = next(trec / f for f in files if f.startswith("train"))
+def test_trec_lines_take_a_utf8_csv_beside_them(shared_data, tmp_path):
+    train = shared_data / "trec" / "train_5500.label"
     cfg = CorpusConfig(path=str(train), format="trec", encoding="latin-1", test_size=0.1, validation_size=0.1)
     incoming = tmp_path / "in"
-    write_csv(tmp_path / "extra.csv", [("Who wrote the lowlm guide ?", "HUM"), ("How far is the moon ?", "NUM")])
+    write_csv(tmp_path / "extra.csv", [("Who wrote the café guide ?", "HUM"), ("How far is the moon ?", "NUM")])
     add_file(tmp_path / "extra.csv", incoming, cfg)
     merged = merge_incoming(cfg, incoming, tmp_path / "out")
     assert merged.new_rows == 2
-    assert len(load_corpus(merged.config).labels) == 6
+    corpus = load_corpus(merged.config)
+    assert len(corpus.labels) == 6 and "Who wrote the café guide ?" in set(corpus.frame("train")["text"])

@@ -104,7 +104,7 @@ def test_1_deployments_are_served_with_typed_parameters_and_a_schedule(ops):
 
 def test_2_a_deployment_run_triggered_from_the_cli_registers_a_version(ops):
     assert _versions() == []
-    done = lowlm("run", str(ops["preset"]), "--deployment", "", "--timeout", "400", timeout=450)
+    done = lowlm("run", str(ops["preset"]), "--deployment", "--timeout", "400", timeout=450)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Completed" in done.stdout
     versions = _versions()
