@@ -87,13 +87,43 @@ def run(config: Seq2SeqPipelineConfig, log) -> dict:
     return out
 
 
+def _triple(scores: dict) -> str:
+    return "/".join(f"{scores[k]:.2f}" for k in ("rouge1", "rouge2", "rougeL"))
+
+
+def table(preset: str, config: dict, r: dict) -> str:
+    """The markdown result table (and lead baselines) of one run, from ``run``'s result and the config."""
+    rows = [
+        "| preset | copy | train/val/test pairs | epochs (best) | train min | target tok/s | BLEU greedy | BLEU beam "
+        "| chrF | ROUGE-1/2/L |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+        f"| {preset} | {'yes' if config['model']['pointer'] else 'no'} | "
+        f"{r['rows']['train']}/{r['rows']['validation']}/{r['rows']['test']} | "
+        f"{r['epochs_run']} ({r['best_epoch']}) | {r['train_seconds'] / 60:.1f} | {r['tokens_per_second']:.0f} | "
+        f"{r['bleu_greedy']:.2f} | {r['bleu_beam']:.2f} (beam {config['decode']['beam_size']}) | "
+        f"{r['chrf_beam']:.2f} | {_triple(r['rouge_beam'])} |",
+    ]
+    for key, what in (("lead_rouge", "first sentence"), ("lead3_rouge", "first three sentences")):
+        if key in r:
+            rows.append(f"\nLead baseline ({what} of the source): ROUGE-1/2/L {_triple(r[key])}")
+    return "\n".join(rows)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("preset")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default=None)
+    parser.add_argument("--from-json", default=None, metavar="PATH",
+                        help="only rewrite the .md table of a finished run from its .json")
     args = parser.parse_args(argv)
+    if args.from_json:
+        saved = json.loads(Path(args.from_json).read_text())
+        rows = table(saved["preset"], saved["config"], saved["result"])
+        Path(args.from_json).with_suffix(".md").write_text(rows + "\n")
+        print(rows)
+        return 0
     torch.set_num_threads(args.threads)
     config = load_pipeline_config(args.preset, dict(parse_override(o) for o in args.overrides), Seq2SeqPipelineConfig)
     out = Path(args.out or ROOT / "benchmarks" / "results" / f"seq2seq_{args.preset}")
@@ -106,21 +136,9 @@ def main(argv=None) -> int:
         log_file.flush()
 
     r = run(config, log)
-    rows = [
-        "| preset | copy | train/val/test pairs | epochs (best) | train min | target tok/s | BLEU greedy | BLEU beam "
-        "| chrF | ROUGE-1/2/L |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-        f"| {args.preset} | {'yes' if config.model.pointer else 'no'} | {r['rows']['train']}/{r['rows']['validation']}/{r['rows']['test']} | "
-        f"{r['epochs_run']} ({r['best_epoch']}) | {r['train_seconds'] / 60:.1f} | {r['tokens_per_second']:.0f} | "
-        f"{r['bleu_greedy']:.2f} | {r['bleu_beam']:.2f} (beam {config.decode.beam_size}) | {r['chrf_beam']:.2f} | "
-        "/".join(f"{r['rouge_beam'][k]:.2f}" for k in ("rouge1", "rouge2", "rougeL")) + " |",
-    ]
-    for key, what in (("lead_rouge", "first sentence"), ("lead3_rouge", "first three sentences")):
-        if key in r:
-            rows.append(f"\nLead baseline ({what} of the source): ROUGE-1/2/L "
-                        + "/".join(f"{r[key][k]:.2f}" for k in ("rouge1", "rouge2", "rougeL")))
-    log("\n".join(rows))
-    out.with_suffix(".md").write_text("\n".join(rows) + "\n")
+    rows = table(args.preset, config.model_dump(mode="json"), r)
+    log(rows)
+    out.with_suffix(".md").write_text(rows + "\n")
     out.with_suffix(".json").write_text(json.dumps({"preset": args.preset, "overrides": args.overrides,
                                                     "config": config.model_dump(mode="json"), "result": r},
                                                    indent=1, ensure_ascii=False))
