@@ -4,10 +4,11 @@
 
 Files dropped into the incoming folder (``data/incoming/`` by default), or added with
 ``lowlm data add FILE``, are checked and merged into the preset's corpus with duplicates dropped
-(``lowlm.incoming``). The merged splits' digests are compared with the ``data_digest.*`` tags of
-the model's current champion: equal digests mean nothing to do, and the reason is logged (Prefect
-log, a ``retrain-decision`` artifact, and the flow's result). Otherwise the classification flow
-runs on the merged corpus and its registry gate decides whether the new version becomes champion.
+(``lowlm.incoming``): new rows join train, the validation and test splits stay as they were. The
+merged corpus's content digest is compared with the ``data_digest.content`` tag of the model's
+current champion: equal digests mean nothing to do, and the reason is logged (Prefect log, a
+``retrain-decision`` artifact, and the flow's result). Otherwise the classification flow runs on
+the merged corpus and its registry gate decides whether the new version becomes champion.
 
 Run it:  python -m flows.retrain sample        (the `retrain/sample` deployment runs it on a schedule)
 """
