@@ -167,7 +167,7 @@ def _add_rows(train: pd.DataFrame, keys: dict[str, list[int]], rows: pd.DataFram
     """Append ``rows`` to ``train`` (``keys``: normalised text -> row positions), dropping repeats and
     held-out texts and relabelling earlier rows where the new label differs; ``counts`` is updated."""
     labels = train["label"].tolist()
-    new_texts, new_labels = [], []
+    new_texts = []
     for text, label in zip(rows["text"], rows["label"]):
         key = _key(text)
         if key in held:
@@ -183,7 +183,6 @@ def _add_rows(train: pd.DataFrame, keys: dict[str, list[int]], rows: pd.DataFram
             keys[key] = [len(labels)]
             labels.append(label)
             new_texts.append(text)
-            new_labels.append(label)
     texts = train["text"].tolist() + new_texts
     return pd.DataFrame({"text": texts, "label": labels})
 

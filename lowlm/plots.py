@@ -59,40 +59,35 @@ def confusion_matrix_figure(cm: Sequence[Sequence[int]], labels: Sequence[str], 
     return fig
 
 
-def curves_figure(history: Sequence[dict], title: str = "Training curves"):
-    """Loss curves (train and validation) beside the validation metrics, per epoch."""
+def _curves(history: Sequence[dict], metrics: dict[str, str], title: str, train_label: str = "train loss",
+            ylim: tuple[float, float] | None = None):
+    """Train and validation loss (left) beside validation ``metrics`` (history key -> label), per epoch."""
     epochs = range(1, len(history) + 1)
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    left.plot(epochs, [h["train_loss"] for h in history], marker="o", label="train loss")
+    left.plot(epochs, [h["train_loss"] for h in history], marker="o", label=train_label)
     left.plot(epochs, [h["val_loss"] for h in history], marker="o", label="validation loss")
     left.set_xlabel("epoch")
     left.legend()
-    for key in ("val_accuracy", "val_macro_f1"):
-        right.plot(epochs, [h[key] for h in history], marker="o", label=key.removeprefix("val_"))
+    for key, label in metrics.items():
+        right.plot(epochs, [h[key] for h in history], marker="o", label=label)
     right.set_xlabel("epoch")
-    right.set_ylim(0, 1)
+    if ylim is not None:
+        right.set_ylim(*ylim)
     right.legend()
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def curves_figure(history: Sequence[dict], title: str = "Training curves"):
+    """Loss curves (train and validation) beside the validation accuracy and macro-F1, per epoch."""
+    return _curves(history, {"val_accuracy": "accuracy", "val_macro_f1": "macro_f1"}, title, ylim=(0, 1))
 
 
 def seq2seq_curves_figure(history: Sequence[dict], metric: str, title: str = "Training curves"):
     """Train and validation loss beside the validation metric (BLEU, chrF or ROUGE-L), per epoch."""
-    epochs = range(1, len(history) + 1)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    left.plot(epochs, [h["train_loss"] for h in history], marker="o", label="train loss (smoothed)")
-    left.plot(epochs, [h["val_loss"] for h in history], marker="o", label="validation loss")
-    left.set_xlabel("epoch")
-    left.legend()
-    key = f"val_{metric}"
-    if metric != "loss":
-        right.plot(epochs, [h[key] for h in history], marker="o", label=f"validation {metric} (greedy)")
-    right.set_xlabel("epoch")
-    right.legend()
-    fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+    metrics = {} if metric == "loss" else {f"val_{metric}": f"validation {metric} (greedy)"}
+    return _curves(history, metrics, title, train_label="train loss (smoothed)")
 
 
 def attention_matrix_figure(source: Sequence[str], output: Sequence[str], weights, title: str = ""):
