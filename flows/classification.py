@@ -19,6 +19,7 @@ from prefect import flow
 from flows._cli import run_flow_cli
 from lowlm.config import PipelineConfig
 from lowlm.corpus import corpus_fingerprint
+from tasks._cache import WorkFolder
 from tasks._stage import pipeline_run
 from tasks.adversarial import adversarial
 from tasks.augment import augment
@@ -33,20 +34,21 @@ from tasks.train import train
 @flow(name="classification")
 def classification(config: PipelineConfig) -> dict:
     """Train, evaluate and register a text classifier from one pipeline config."""
+    work = WorkFolder(config.work_dir)  # stage outputs and their cached results live here
     with pipeline_run("classification", config) as tracking:
 
-        corpus = ingest(config.corpus, config.work_dir, tracking, fingerprint=corpus_fingerprint(config.corpus))
-        vocab = tokenize(corpus, config.tokenizer, config.work_dir, tracking)
-        train_split = augment(corpus, config.augment, config.work_dir, tracking)
-        trained = train(corpus, train_split, vocab, config.model, config.train, config.work_dir, tracking)
-        attack = adversarial(corpus, trained, config.attack, tracking)
+        corpus = work(ingest)(config.corpus, work.path, tracking, fingerprint=corpus_fingerprint(config.corpus))
+        vocab = work(tokenize)(corpus, config.tokenizer, work.path, tracking)
+        train_split = work(augment)(corpus, config.augment, work.path, tracking)
+        trained = work(train)(corpus, train_split, vocab, config.model, config.train, work.path, tracking)
+        attack = work(adversarial)(corpus, trained, config.attack, tracking)
         transfer = None
         if config.fewshot.enabled:
-            target = ingest.with_options(name="ingest-fewshot")(
-                config.fewshot.corpus, config.work_dir, tracking, stage="ingest-fewshot",
+            target = work(ingest.with_options(name="ingest-fewshot"))(
+                config.fewshot.corpus, work.path, tracking, stage="ingest-fewshot",
                 fingerprint=corpus_fingerprint(config.fewshot.corpus))
-            transfer = fewshot(target, trained, config.fewshot, config.work_dir, tracking)
-        evaluation = evaluate(corpus, trained, tracking)
+            transfer = work(fewshot)(target, trained, config.fewshot, work.path, tracking)
+        evaluation = work(evaluate)(corpus, trained, tracking)
         digests = {**corpus["digests"], "content": corpus["content_digest"], "train_augmented": train_split["digest"]}
         registered = register(corpus, trained, evaluation, config.registry.model_name, config.registry.metric,
                               config.digest(), digests, tracking)

@@ -19,6 +19,7 @@ from prefect import flow
 from flows._cli import run_flow_cli
 from lowlm.config import Seq2SeqPipelineConfig
 from lowlm.pairs import pairs_fingerprint
+from tasks._cache import WorkFolder
 from tasks._stage import pipeline_run
 from tasks.augment import augment_pairs
 from tasks.evaluate import evaluate_seq2seq
@@ -31,13 +32,14 @@ from tasks.train import train_seq2seq
 @flow(name="seq2seq")
 def seq2seq(config: Seq2SeqPipelineConfig) -> dict:
     """Train, evaluate and register an attention encoder-decoder from one pipeline config."""
+    work = WorkFolder(config.work_dir)  # stage outputs and their cached results live here
     with pipeline_run("seq2seq", config) as tracking:
 
-        corpus = ingest_pairs(config.corpus, config.work_dir, tracking, fingerprint=pairs_fingerprint(config.corpus))
-        vocab = tokenize_pairs(corpus, config.tokenizer, config.work_dir, tracking)
-        train_split = augment_pairs(corpus, config.augment, config.work_dir, tracking)
-        trained = train_seq2seq(corpus, train_split, vocab, config.model, config.train, config.work_dir, tracking)
-        evaluation = evaluate_seq2seq(corpus, trained, config.decode, config.train.bleu_tokenize, tracking)
+        corpus = work(ingest_pairs)(config.corpus, work.path, tracking, fingerprint=pairs_fingerprint(config.corpus))
+        vocab = work(tokenize_pairs)(corpus, config.tokenizer, work.path, tracking)
+        train_split = work(augment_pairs)(corpus, config.augment, work.path, tracking)
+        trained = work(train_seq2seq)(corpus, train_split, vocab, config.model, config.train, work.path, tracking)
+        evaluation = work(evaluate_seq2seq)(corpus, trained, config.decode, config.train.bleu_tokenize, tracking)
         digests = {**corpus["digests"], "train_augmented": train_split["digest"]}
         registered = register(corpus, trained, evaluation, config.registry.model_name, config.registry.metric,
                               config.digest(), digests, tracking)

@@ -1,9 +1,6 @@
-"""What every stage task shares: its nested MLflow run, its output folder, and its cache policy.
+"""What every stage task shares: its nested MLflow run, its output folder, its logging helpers.
 
-A stage's cache key is its inputs (handles carry content digests) + its own source + the source of
-the lowlm library, never the MLflow run it happens to log under (``tracking`` is excluded). So an
-unchanged stage is skipped on a re-run, in this process or another, and new data or new code
-re-runs exactly the stages that depend on it.
+How stages are cached (keys, result storage, stale results) is ``tasks._cache``.
 """
 
 from __future__ import annotations
@@ -18,9 +15,7 @@ from pathlib import Path
 import datasets
 import mlflow
 import pandas as pd
-from prefect.cache_policies import INPUTS, TASK_SOURCE, CachePolicy
 
-import lowlm
 
 datasets.disable_progress_bars()  # per-split progress bars only clutter task logs
 
@@ -77,20 +72,6 @@ def pipeline_run(flow_name: str, config):
         mlflow.set_tags({"lowlm.flow": flow_name, "config_hash": config.digest()})
         mlflow.log_dict(config.model_dump(mode="json"), "config.json")
         yield Tracking(tracking_uri(), experiment_id, parent.info.run_id)
-
-
-def _library_digest() -> str:
-    root = Path(lowlm.__file__).parent
-    h = hashlib.sha256()
-    for path in sorted(root.rglob("*.py")):
-        h.update(str(path.relative_to(root)).encode())
-        h.update(path.read_bytes())
-    return h.hexdigest()[:16]
-
-
-LIBRARY_SOURCE = CachePolicy.from_cache_key_fn(lambda context, parameters: _library_digest())
-STAGE_CACHE = (INPUTS - "tracking") + TASK_SOURCE + LIBRARY_SOURCE
-STAGE_OPTIONS = dict(cache_policy=STAGE_CACHE, persist_result=True, result_serializer="json")
 
 
 def digest_of(*parts) -> str:

@@ -9,7 +9,8 @@ from prefect import task
 from lowlm.attack import char_noise_attack
 from lowlm.config import AttackConfig
 from lowlm.predictor import TextClassifier
-from tasks._stage import STAGE_OPTIONS, Tracking, log_table, stage_run
+from tasks._cache import STAGE_OPTIONS
+from tasks._stage import Tracking, log_table, stage_run
 
 
 @task(name="adversarial", **STAGE_OPTIONS)

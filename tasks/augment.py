@@ -10,7 +10,8 @@ from lowlm.augment import augment_texts
 from lowlm.config import AugmentConfig, PairAugmentConfig
 from lowlm.corpus import split_digest
 from lowlm.pairs import pairs_digest
-from tasks._stage import STAGE_OPTIONS, Tracking, digest_of, log_dataset, log_table, output_dir, stage_run
+from tasks._cache import STAGE_OPTIONS
+from tasks._stage import Tracking, digest_of, log_dataset, log_table, output_dir, stage_run
 
 
 @task(name="augment", **STAGE_OPTIONS)

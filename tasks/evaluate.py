@@ -11,7 +11,8 @@ from lowlm.metrics import bleu, chrf, classification_report, majority_baseline, 
 from lowlm.plots import attention_figure, attention_matrix_figure, confusion_matrix_figure
 from lowlm.predictor import TextClassifier
 from lowlm.translator import Translator
-from tasks._stage import STAGE_OPTIONS, Tracking, log_dataset, log_figure, log_json, log_table, stage_run
+from tasks._cache import STAGE_OPTIONS
+from tasks._stage import Tracking, log_dataset, log_figure, log_json, log_table, stage_run
 
 
 @task(name="evaluate", **STAGE_OPTIONS)

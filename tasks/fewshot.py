@@ -10,7 +10,8 @@ from lowlm.config import FewShotConfig
 from lowlm.fewshot import fit_head
 from lowlm.plots import confusion_matrix_figure
 from lowlm.predictor import TextClassifier
-from tasks._stage import STAGE_OPTIONS, Tracking, digest_of, log_figure, output_dir, stage_run
+from tasks._cache import STAGE_OPTIONS
+from tasks._stage import Tracking, digest_of, log_figure, output_dir, stage_run
 
 
 @task(name="fewshot", **STAGE_OPTIONS)

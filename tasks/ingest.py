@@ -8,7 +8,8 @@ from prefect import task
 from lowlm.config import CorpusConfig, PairCorpusConfig
 from lowlm.corpus import load_corpus
 from lowlm.pairs import load_pairs
-from tasks._stage import STAGE_OPTIONS, Tracking, digest_of, log_dataset, log_table, output_dir, stage_run
+from tasks._cache import STAGE_OPTIONS
+from tasks._stage import Tracking, digest_of, log_dataset, log_table, output_dir, stage_run
 
 
 @task(name="ingest", **STAGE_OPTIONS)

@@ -10,7 +10,8 @@ from prefect import task
 
 from lowlm.config import PairTokenizerConfig, TokenizerConfig
 from lowlm.tokenizer import Tokenizer
-from tasks._stage import STAGE_OPTIONS, Tracking, digest_of, log_table, output_dir, stage_run
+from tasks._cache import STAGE_OPTIONS
+from tasks._stage import Tracking, digest_of, log_table, output_dir, stage_run
 
 
 @task(name="tokenize", **STAGE_OPTIONS)

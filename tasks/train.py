@@ -13,10 +13,11 @@ from lowlm.models.seq2seq import Seq2Seq
 from lowlm.plots import curves_figure, seq2seq_curves_figure
 from lowlm.predictor import TextClassifier
 from lowlm.tokenizer import Tokenizer
-from lowlm.train import fit
+from lowlm.train import fit, seed_everything
 from lowlm.train_seq2seq import PairBatches, fit_seq2seq
 from lowlm.translator import Translator
-from tasks._stage import STAGE_OPTIONS, Tracking, digest_of, log_figure, output_dir, stage_run
+from tasks._cache import STAGE_OPTIONS
+from tasks._stage import Tracking, digest_of, log_figure, output_dir, stage_run
 
 
 def labelled_batches(path: str, tok: Tokenizer, labels: list[str], batch_size: int, shuffle: bool = False,
@@ -37,6 +38,7 @@ def train(corpus: dict, augmented: dict, tokenizer: dict, model: ModelConfig, co
         tok = Tokenizer.load(tokenizer["path"])
         train_batches = labelled_batches(augmented["train"], tok, labels, config.batch_size, True, config.seed)
         val_batches = labelled_batches(corpus["splits"]["validation"], tok, labels, 256)
+        seed_everything(config.seed)  # before the model is built: its initial weights are part of the result
         net = build_classifier(model.kind, tok.vocab_size, len(labels), words=tok.tokens(),
                                **model.model_dump(exclude={"kind"}))
         if hasattr(net, "index_ngrams"):
@@ -69,6 +71,7 @@ def train_seq2seq(corpus: dict, train_split: dict, vocab: dict, model: Seq2SeqMo
         source, target = Tokenizer.load(vocab["source"]), Tokenizer.load(vocab["target"])
         train_pairs = pd.read_parquet(train_split["train"])
         val_pairs = pd.read_parquet(corpus["splits"]["validation"])
+        seed_everything(config.seed)
         net = Seq2Seq(source.vocab_size, target.vocab_size, embedding_dim=model.embedding_dim,
                       hidden_dim=model.hidden_dim, attention=model.attention, attention_dim=model.attention_dim,
                       dropout=model.dropout, tie_embeddings=model.tie_embeddings, copy=model.pointer,

@@ -1,0 +1,99 @@
+"""Stage caching: keyed on the code a stage runs and on its work folder; never a hit on missing files."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+from flows.classification import classification
+from lowlm.config import load_pipeline_config
+from tasks._cache import WorkFolder, code_files, folder_identity, missing_outputs
+
+CACHED_STAGES = {"ingest", "tokenize", "augment", "train", "evaluate"}
+
+
+def test_code_keys_follow_imports_not_the_whole_library():
+    ingest = {str(p) for p in code_files("tasks.ingest")}
+    train = {str(p) for p in code_files("tasks.train")}
+    assert any(p.endswith("tasks/ingest.py") for p in ingest)
+    assert any(p.endswith("corpus.py") for p in ingest)
+    # the seq2seq model is code the train stage runs, never code the ingest stage runs
+    assert any(p.endswith("models/seq2seq.py") for p in train)
+    assert not any(p.endswith("models/seq2seq.py") for p in ingest)
+
+
+def test_a_work_folder_made_again_is_a_new_folder(tmp_path):
+    first = WorkFolder(tmp_path / "work")
+    assert folder_identity(first.root) == first.identity
+    shutil.rmtree(first.root)
+    again = WorkFolder(tmp_path / "work")
+    assert again.identity != first.identity and again.identity.startswith(str(again.root))
+
+
+def test_missing_outputs_are_found_in_a_stored_result(tmp_path):
+    kept = tmp_path / "kept.parquet"
+    kept.write_text("x")
+    record = tmp_path / "record"
+    record.write_text('{"metadata": {}, "result": "{\\"splits\\": {\\"train\\": \\"%s\\", \\"test\\": \\"%s\\"}, '
+                      '\\"elsewhere\\": \\"/no/such/file\\"}"}' % (kept, tmp_path / "gone.parquet"))
+    assert missing_outputs(record, tmp_path) == [str(tmp_path / "gone.parquet")]
+
+
+def _states(state) -> dict[str, str]:
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(
+            id=FlowRunFilterId(any_=[state.state_details.flow_run_id])))
+    return {r.name.rsplit("-", 1)[0]: r.state.name for r in runs}
+
+
+@pytest.fixture
+def quick_config(sample_csv):
+    def make(work_dir, name="cache-test"):
+        return load_pipeline_config("sample", {
+            "corpus.path": str(sample_csv), "work_dir": str(work_dir), "experiment": "cache-test",
+            "registry.model_name": name, "model": {"kind": "bag_of_ngrams", "embedding_dim": 16},
+            "train.epochs": 2, "train.progress": False, "augment.enabled": False, "attack.enabled": False,
+            "fewshot.enabled": False,
+        })
+    return make
+
+
+def _run(config):
+    state = classification(config, return_state=True)
+    assert state.is_completed(), state.message
+    return _states(state), state.result()
+
+
+def test_deleted_or_second_work_folders_recompute(prefect_harness, quick_config, tmp_path):
+    work_a = tmp_path / "a"
+    states, first = _run(quick_config(work_a))
+    assert {states[s] for s in CACHED_STAGES} == {"Completed"}
+    assert first["model"]["new"] and first["model"]["version"] == "1"
+    assert (work_a / "results").is_dir()  # results are kept beside the outputs they name
+
+    states, _ = _run(quick_config(work_a))
+    assert {states[s] for s in CACHED_STAGES} == {"Cached"}
+
+    # the work folder deleted (make clean, rm -rf .lowlm): every stage runs again and the model is found
+    shutil.rmtree(work_a)
+    states, again = _run(quick_config(work_a))
+    assert {states[s] for s in CACHED_STAGES} == {"Completed"}, states
+    assert states["register"] == "Completed"
+    assert again["model"]["version"] == "1" and not again["model"]["new"]  # same seed, same model digest
+
+    # a second checkout beside the first: its own outputs, none of the first folder's results
+    work_b = tmp_path / "b"
+    states, other = _run(quick_config(work_b, name="cache-test-b"))
+    assert {states[s] for s in CACHED_STAGES} == {"Completed"}
+    assert other["model"]["new"] and other["model"]["version"] == "1"
+    assert (work_b / "train").is_dir()
+
+    # one stage's outputs gone: that stage (and what uses its outputs) runs again, the rest stays cached
+    shutil.rmtree(work_a / "train")
+    states, _ = _run(quick_config(work_a))
+    assert states["ingest"] == states["tokenize"] == "Cached"
+    assert states["train"] == "Completed", states
+    assert any((work_a / "train").iterdir())
