@@ -33,7 +33,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/python -m flows.classification sample
+	$(BIN)/lowlm run sample
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -17,7 +17,7 @@ What each time includes (see docs/benchmarks.md):
 - fastText: ``fasttext.train_supervised`` only, which reads and tokenises its training file (written
   to a temporary folder beforehand) and trains.
 - ours: word-tokenizer training, encoding train and validation rows, batching, model build,
-  ``index_ngrams`` and ``lowlm.train.fit`` (which also scores the validation split after each epoch
+  ``index_ngrams`` and the trainer (``lowlm.training``) (which also scores the validation split after each epoch
   and keeps the best epoch's weights).
 Not timed, for either: reading the corpus, writing fastText's file, scoring the test split.
 """
@@ -87,7 +87,7 @@ def ours_settings(name: str, overrides: dict | None = None) -> dict:
 def load_splits(name: str) -> dict:
     """Train/validation/test rows as plain lists (reading the corpus is not timed for either system)."""
     from lowlm.config import CorpusConfig
-    from lowlm.corpus import load_corpus
+    from lowlm.data.corpus import load_corpus
 
     corpus = load_corpus(CorpusConfig(**DATASETS[name]["corpus"]))
     # A datasets Column iterates row by row through Arrow formatting (~0.5 s per pass over SST-2):
@@ -102,7 +102,7 @@ def fasttext_text(texts: list[str]) -> list[str]:
     fastText splits on whitespace only; giving it the same words as ours (lowercased, punctuation
     split off) is the usual fastText preprocessing and is worth several points on BANKING77.
     """
-    from lowlm.tokenizer import Tokenizer
+    from lowlm.text.tokenizer import Tokenizer
 
     backend = Tokenizer.train(["x"], kind="word", lowercase=True).backend  # only its text rules are used
     norm, pre = backend.normalizer, backend.pre_tokenizer
@@ -132,11 +132,11 @@ def run_fasttext(data: dict, seed: int, threads: int, workdir: Path, lr: float =
 def run_ours(data: dict, seed: int, threads: int, settings: dict) -> dict:
     import torch
 
-    from lowlm.batching import Batches
-    from lowlm.config import TrainConfig
-    from lowlm.models import BagOfNgrams
-    from lowlm.tokenizer import Tokenizer
-    from lowlm.train import evaluate, fit
+    from lowlm.text.batching import Batches
+    from lowlm.config import BagOfNgramsConfig, TrainConfig
+    from lowlm.models.classifier import BagOfNgrams
+    from lowlm.text.tokenizer import Tokenizer
+    from lowlm.training.objectives import classification_metrics, train_classifier
 
     s = settings
     train, validation, test = (data["splits"][k] for k in ("train", "validation", "test"))
@@ -158,18 +158,18 @@ def run_ours(data: dict, seed: int, threads: int, settings: dict) -> dict:
     train_batches = Batches(train_ids, train["label"], batch_size=s["batch_size"], shuffle=True, seed=seed)
     val_batches = Batches(val_ids, validation["label"], batch_size=1024)
     torch.manual_seed(seed)
-    model = BagOfNgrams(tok.vocab_size, num_labels, embedding_dim=s["embedding_dim"], ngrams=s["ngrams"],
-                        buckets=s["buckets"], dropout=s["dropout"])
+    model = BagOfNgrams(BagOfNgramsConfig(embedding_dim=s["embedding_dim"], ngrams=s["ngrams"], buckets=s["buckets"],
+                                          dropout=s["dropout"]), tok.vocab_size, num_labels)
     ngram_rows = model.index_ngrams((b.ids, b.lengths) for b in Batches(train_ids, batch_size=4096))
     lap("build")
     cfg = TrainConfig(epochs=s["epochs"], batch_size=s["batch_size"], lr=s["lr"], weight_decay=s["weight_decay"],
                       warmup_ratio=s["warmup_ratio"], schedule=s["schedule"], grad_clip=s["grad_clip"], patience=0,
                       seed=seed, threads=threads, progress=False)
-    result = fit(model, train_batches, val_batches, num_labels, cfg)
+    result = train_classifier(model, train_batches, val_batches, num_labels, cfg)
     lap("fit")
     seconds = time.perf_counter() - start
     test_batches = Batches(tok.encode_batch(test["text"]), test["label"], batch_size=1024)
-    accuracy = evaluate(model, test_batches, num_labels)["accuracy"]
+    accuracy = classification_metrics(model, test_batches, num_labels)["accuracy"]
     return {"accuracy": accuracy, "seconds": seconds, "breakdown": times, "best_epoch": result.best_epoch,
             "vocab_size": tok.vocab_size, "ngram_rows": ngram_rows}
 

@@ -23,12 +23,12 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lowlm.batching import Batches  # noqa: E402
+from lowlm.text.batching import Batches  # noqa: E402
 from lowlm.config import load_pipeline_config, parse_override  # noqa: E402
-from lowlm.corpus import load_corpus  # noqa: E402
-from lowlm.models import build_classifier  # noqa: E402
-from lowlm.tokenizer import Tokenizer  # noqa: E402
-from lowlm.train import evaluate, fit  # noqa: E402
+from lowlm.data.corpus import load_corpus  # noqa: E402
+from lowlm.models.kinds import build_model  # noqa: E402
+from lowlm.text.tokenizer import Tokenizer  # noqa: E402
+from lowlm.training.objectives import classification_metrics, train_classifier  # noqa: E402
 
 
 def run_once(config, seed: int) -> dict:
@@ -43,15 +43,14 @@ def run_once(config, seed: int) -> dict:
     val = Batches(enc["validation"], corpus.splits["validation"]["label"], 512)
     test = Batches(enc["test"], corpus.splits["test"]["label"], 512)
     torch.manual_seed(seed)
-    model = build_classifier(config.model.kind, tok.vocab_size, len(corpus.labels), words=tok.tokens(),
-                             **config.model.model_dump(exclude={"kind"}))
-    if hasattr(model, "index_ngrams"):
+    model = build_model(config.model, vocab_size=tok.vocab_size, num_labels=len(corpus.labels), words=tok.tokens())
+    if config.model.kind == "bag_of_ngrams":
         model.index_ngrams((b.ids, b.lengths) for b in train)
-    result = fit(model, train, val, len(corpus.labels), cfg)
+    result = train_classifier(model, train, val, len(corpus.labels), cfg)
     seconds = time.perf_counter() - start
     target_tokens = sum(len(r) for r in enc["train"]) * len(result.history)
     return {"seed": seed, "val_accuracy": result.best_metric, "best_epoch": result.best_epoch,
-            "epochs_run": len(result.history), "test": evaluate(model, test, len(corpus.labels)),
+            "epochs_run": len(result.history), "test": classification_metrics(model, test, len(corpus.labels)),
             "seconds": seconds, "tokens_per_second": target_tokens / result.seconds,
             "rows": {s: len(d) for s, d in corpus.splits.items()}}
 

@@ -23,12 +23,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from lowlm.config import Seq2SeqPipelineConfig, load_pipeline_config, parse_override  # noqa: E402
-from lowlm.metrics import bleu, chrf, rouge  # noqa: E402
-from lowlm.models.seq2seq import Seq2Seq  # noqa: E402
-from lowlm.pairs import load_pairs  # noqa: E402
-from lowlm.tokenizer import Tokenizer  # noqa: E402
-from lowlm.train_seq2seq import PairBatches, fit_seq2seq  # noqa: E402
-from lowlm.translator import Translator  # noqa: E402
+from lowlm.evaluation.metrics import bleu, chrf, rouge  # noqa: E402
+from lowlm.models.kinds import build_model  # noqa: E402
+from lowlm.data.pairs import load_pairs  # noqa: E402
+from lowlm.text.tokenizer import Tokenizer  # noqa: E402
+from lowlm.text.batching import PairBatches  # noqa: E402
+from lowlm.training.objectives import train_translator  # noqa: E402
+from lowlm.training.trainer import EpochMetrics, seed_everything  # noqa: E402
+from lowlm.inference.translator import Translator  # noqa: E402
 
 
 def lead(text: str, sentences: int = 1) -> str:
@@ -53,17 +55,16 @@ def run(config: Seq2SeqPipelineConfig, log) -> dict:
     else:
         source, target = fit_tok([s for s, _ in train], t.source), fit_tok([y for _, y in train], t.target)
     m = config.model
-    net = Seq2Seq(source.vocab_size, target.vocab_size, embedding_dim=m.embedding_dim, hidden_dim=m.hidden_dim,
-                  attention=m.attention, attention_dim=m.attention_dim, dropout=m.dropout,
-                  tie_embeddings=m.tie_embeddings, copy=m.pointer, share_embeddings=m.share_embeddings)
+    seed_everything(config.train.seed)  # as the train stage does: the initial weights are part of the result
+    net = build_model(m, src_vocab=source.vocab_size, tgt_vocab=target.vocab_size)
     translator = Translator(net, source, target)
     batches = PairBatches(source.encode_batch([s for s, _ in train]), target.encode_target_batch([y for _, y in train]),
                           config.train.batch_size, shuffle=True, seed=config.train.seed)
     val_batches = PairBatches(source.encode_batch([s for s, _ in val]), target.encode_target_batch([y for _, y in val]),
                               128)
     cfg = config.train.model_copy(update={"progress": False})
-    result = fit_seq2seq(translator, batches, val_batches, [s for s, _ in val], [y for _, y in val], cfg,
-                         on_epoch=lambda e, metrics: log(f"epoch {e}: {json.dumps(metrics)}"))
+    result = train_translator(translator, batches, val_batches, [s for s, _ in val], [y for _, y in val], cfg,
+                              callbacks=[EpochMetrics(lambda e, metrics: log(f"epoch {e}: {json.dumps(metrics)}"))])
     train_seconds = time.perf_counter() - start
     sources, refs = [s for s, _ in test], [y for _, y in test]
     decode = config.decode
@@ -77,7 +78,7 @@ def run(config: Seq2SeqPipelineConfig, log) -> dict:
     tok = config.train.bleu_tokenize
     out = {"rows": {k: len(v) for k, v in data.splits.items()}, "filtered": data.filtered,
            "epochs_run": len(result.history), "best_epoch": result.best_epoch, "history": result.history,
-           "train_seconds": train_seconds, "tokens_per_second": result.tokens_per_second,
+           "train_seconds": train_seconds, "tokens_per_second": result.throughput,
            "bleu_greedy": bleu(greedy, refs, tokenize=tok), "bleu_beam": bleu(beam, refs, tokenize=tok),
            "chrf_beam": chrf(beam, refs), "rouge_beam": rouge(beam, refs),
            "greedy_seconds": greedy_s, "beam_seconds": beam_s, "samples": list(zip(sources[:5], refs[:5], beam[:5]))}

@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import sys
 
-import mlflow
 from prefect import flow
 
-from flows._cli import run_flow_cli
 from lowlm.config import PipelineConfig
-from lowlm.corpus import corpus_fingerprint
+from lowlm.data.corpus import corpus_fingerprint
 from tasks._cache import WorkFolder
 from tasks._stage import pipeline_run
 from tasks.adversarial import adversarial
@@ -27,6 +25,7 @@ from tasks.evaluate import evaluate
 from tasks.fewshot import fewshot
 from tasks.ingest import ingest
 from tasks.register import register
+from tasks.summarize import summarize
 from tasks.tokenize import tokenize
 from tasks.train import train
 
@@ -50,23 +49,22 @@ def classification(config: PipelineConfig) -> dict:
             transfer = work(fewshot)(target, trained, config.fewshot, work.path, tracking)
         evaluation = work(evaluate)(corpus, trained, tracking)
         digests = {**corpus["digests"], "content": corpus["content_digest"], "train_augmented": train_split["digest"]}
-        registered = register(corpus, trained, evaluation, config.registry.model_name, config.registry.metric,
-                              config.digest(), digests, tracking)
+        registered = register(corpus, trained, evaluation, config.task, config.registry.model_name,
+                              config.registry.metric, config.digest(), digests, tracking)
 
         summary = {**evaluation["metrics"], "best_val": trained["best_val"]}
         if attack.get("enabled"):
             summary["attack_success_rate"] = attack["attack_success_rate"]
         if transfer:
             summary["fewshot_accuracy"] = transfer["fewshot_accuracy"]
-        mlflow.log_metrics(summary)
-        mlflow.set_tags({"registered_version": registered["version"], "alias": str(registered["alias"])})
-        return {"mlflow_run_id": tracking.parent_run_id, "experiment_id": tracking.experiment_id, "metrics": summary,
-                "model": registered}
+        return summarize(summary, registered, tracking)
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_flow_cli(classification, PipelineConfig, argv, "python -m flows.classification", __doc__, "sample",
-                        lambda m: f"test accuracy {m['test_accuracy']:.4f}   macro-F1 {m['test_macro_f1']:.4f}")
+    """``python -m flows.classification [PRESET] [--set k=v]``: ``lowlm run`` with ``sample`` by default."""
+    from flows.cli import alias
+
+    return alias(["run"], argv, default="sample")
 
 
 if __name__ == "__main__":

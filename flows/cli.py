@@ -72,24 +72,60 @@ def run(preset: Annotated[str, typer.Argument(help="preset name under configs/ o
             help="--deployment: which one (default classification/sample or seq2seq/translate-sample, by the "
                  "preset's kind)")] = None,
         timeout: Annotated[float, typer.Option(help="--deployment: seconds to wait for the run")] = 3600) -> None:
-    """Run the pipeline a preset describes (classification or seq2seq, told by its settings)."""
-    from lowlm.config import PipelineConfig, Seq2SeqPipelineConfig, load_pipeline_config, pipeline_kind
+    """Run the pipeline a preset describes (classification or seq2seq, as its `task` declares)."""
+    from lowlm.config import load_pipeline_config
 
     try:
-        kind = pipeline_kind(preset)
-        model = Seq2SeqPipelineConfig if kind == "seq2seq" else PipelineConfig
-        config = load_pipeline_config(preset, _overrides(set_), model)
+        config = load_pipeline_config(preset, _overrides(set_))
     except (FileNotFoundError, ValueError) as exc:
         fail(str(exc))
-    if not deployment:
-        if kind == "seq2seq":
-            from flows.seq2seq import main as flow_main
-        else:
-            from flows.classification import main as flow_main
-        argv = [preset] + [x for item in set_ for x in ("--set", item)]
-        raise typer.Exit(flow_main(argv))
-    name = deployment_name or ("seq2seq/translate-sample" if kind == "seq2seq" else "classification/sample")
-    raise typer.Exit(_run_deployment(name, {"config": config.model_dump(mode="json")}, timeout))
+    if deployment:
+        name = deployment_name or DEFAULT_DEPLOYMENTS[config.task]
+        raise typer.Exit(_run_deployment(name, {"config": config.model_dump(mode="json")}, timeout))
+    raise typer.Exit(_run_here(config))
+
+
+DEFAULT_DEPLOYMENTS = {"classification": "classification/sample", "seq2seq": "seq2seq/translate-sample"}
+
+
+def _use_running_prefect(port: int = DEFAULT_PREFECT_PORT) -> str | None:
+    """With no PREFECT_API_URL, a Prefect server already answering on 127.0.0.1:PORT (`lowlm ui`,
+    `lowlm serve`) is used instead of a temporary one, which costs 10-30 s to start; returns its URL."""
+    if os.environ.get("PREFECT_API_URL"):
+        return os.environ["PREFECT_API_URL"]
+    from flows.servers import http_ok
+
+    url = f"http://127.0.0.1:{port}/api"
+    if http_ok(f"{url}/health", timeout=1.0):
+        os.environ["PREFECT_API_URL"] = url  # read when prefect loads its settings: before the flow imports
+        return url
+    return None
+
+
+def _run_here(config) -> int:
+    """Run the config's pipeline in this process; print the headline metrics and where the model went."""
+    url = _use_running_prefect()
+    if url:
+        typer.echo(f"using the Prefect server at {url}")
+    from flows.pipelines import FLOWS, headline
+    from tasks._stage import tracking_uri
+
+    state = FLOWS[config.task](config, return_state=True)
+    if not state.is_completed():
+        try:
+            state.result()
+        except Exception as exc:  # the stage's own message names the file, row or field
+            typer.echo(f"error: the pipeline failed: {type(exc).__name__}: {exc}", err=True)
+        return 1
+    result = state.result()
+    model = result["model"]
+    typer.echo("\n" + "=" * 72)
+    typer.echo(headline(config.task, result["metrics"]))
+    typer.echo(f"registered model: {model['name']}  version {model['version']}  alias {model['alias']}")
+    typer.echo(f"  ({model['reason']})")
+    typer.echo(f"load it:  mlflow.pyfunc.load_model('models:/{model['name']}@{model['alias']}')")
+    typer.echo(f"browse:   .venv/bin/mlflow ui --backend-store-uri {tracking_uri()} --host 127.0.0.1 --port 5000")
+    return 0
 
 
 def _run_deployment(name: str, parameters: dict, timeout: float) -> int:
@@ -146,9 +182,11 @@ def predict(model_uri: Annotated[str, typer.Argument(help="e.g. models:/intents@
         fail("give texts as arguments or --file")
     import mlflow
 
+    from tasks.register import load_registered
+
     mlflow.set_tracking_uri(_tracking_uri())
     try:
-        model = mlflow.pyfunc.load_model(model_uri)
+        model = load_registered(model_uri)
     except Exception as exc:
         fail(f"cannot load {model_uri} from {_tracking_uri()}: {exc}", 1)
     params = {k: v for k, v in (("beam_size", beam_size), ("max_length", max_length)) if v is not None}
@@ -179,8 +217,8 @@ def data_add(files: Annotated[list[Path], typer.Argument(help="CSV/TSV/JSONL/Par
     (same bytes) is skipped with a note.
     """
     from lowlm.config import PipelineConfig, load_pipeline_config
-    from lowlm.corpus import CorpusError, load_corpus
-    from lowlm.incoming import add_file, read_rows
+    from lowlm.data.corpus import CorpusError, load_corpus
+    from lowlm.data.incoming import add_file, read_rows
 
     try:
         config = load_pipeline_config(preset, {}, PipelineConfig)
@@ -232,7 +270,7 @@ def _emit_data_added(incoming: str, files: list[str]) -> None:
 @data_app.command("list")
 def data_list(incoming: Incoming = "data/incoming") -> None:
     """Files waiting, accepted and rejected (with the reason)."""
-    from lowlm.incoming import ACCEPTED, REJECTED, pending
+    from lowlm.data.incoming import ACCEPTED, REJECTED, pending
 
     folder = Path(incoming)
     for title, files in (("waiting", pending(folder)), ("accepted", pending(folder / ACCEPTED))):
@@ -254,10 +292,21 @@ def retrain(preset: Annotated[str, typer.Argument(help="classification preset or
             force: Annotated[bool, typer.Option(help="retrain even when the data is unchanged")] = False,
             set_: Overrides = []) -> None:  # noqa: B006
     """Merge new data into the corpus; retrain when it changed (the gate decides the champion)."""
-    from flows.retrain import main as retrain_main
+    from lowlm.config import PipelineConfig, load_pipeline_config
 
-    argv = [preset, "--incoming", incoming] + (["--force"] if force else [])
-    raise typer.Exit(retrain_main(argv + [x for item in set_ for x in ("--set", item)]))
+    overrides = _overrides(set_)
+    try:
+        load_pipeline_config(preset, overrides, PipelineConfig)
+    except (FileNotFoundError, ValueError) as exc:
+        fail(str(exc))
+    from flows.retrain import describe, retrain as retrain_flow
+
+    state = retrain_flow(preset, incoming, force, overrides, return_state=True)
+    try:
+        result = state.result()
+    except Exception as exc:
+        fail(f"the retrain failed: {type(exc).__name__}: {exc}", 1)
+    typer.echo(describe(result))
 
 
 # ------------------------------------------------------------------------------ serve, deploy, ui
@@ -395,7 +444,7 @@ def ui(prefect_port: Annotated[int, typer.Option(help="Prefect server port")] = 
 def models(name: Annotated[Optional[str], typer.Argument(help="one registered model (default: all)")] = None,
            as_json: Annotated[bool, typer.Option("--json", help="JSON instead of a table")] = False) -> None:
     """Registry versions, newest first, with aliases, key test metrics and their data digest."""
-    from lowlm.registry import registry_versions
+    from tasks.registry import registry_versions
 
     rows = registry_versions(_tracking_uri(), name)
     if as_json:
@@ -427,12 +476,38 @@ ENV_DEFAULTS = {
 }
 
 
-def main() -> None:
+def alias(command: list[str], argv: list[str] | None, default: str | None = None) -> int:
+    """``python -m flows.X ARGS`` as ``lowlm COMMAND ARGS`` (``default``: the preset when ARGS name none);
+    returns the exit code."""
+    from typer.exceptions import TyperException  # usage errors of typer's own click
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    if default is not None and (not args or args[0].startswith("-")):
+        args.insert(0, default)
+    _environment()
+    try:
+        code = typer.main.get_command(app).main(args=command + args, prog_name="lowlm", standalone_mode=False)
+    except typer.Exit as exc:
+        return exc.exit_code
+    except TyperException as exc:
+        if hasattr(exc, "show"):
+            exc.show()
+        else:
+            typer.echo(f"error: {exc}", err=True)
+        return getattr(exc, "exit_code", 2)
+    return code or 0
+
+
+def _environment() -> None:
     for key, value in ENV_DEFAULTS.items():
         os.environ.setdefault(key, value)
     nltk_data = ROOT.parent / "shared" / "data" / "nltk_data"  # WordNet for synonym augmentation
     if "NLTK_DATA" not in os.environ and nltk_data.is_dir():
         os.environ["NLTK_DATA"] = str(nltk_data)
+
+
+def main() -> None:
+    _environment()
     app()
 
 

@@ -21,7 +21,6 @@ and the MLflow store are reachable (see README, "Deployments"):
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -41,7 +40,7 @@ DATA_ADDED = "lowlm.data.added"
 def incoming_resource(incoming_dir: str) -> str:
     """The Prefect event resource id for an incoming folder (what `lowlm data add` emits): its absolute
     path, so `data/incoming` and `$PWD/data/incoming` name the same folder."""
-    return f"lowlm.incoming.{Path(incoming_dir).resolve().as_posix()}"
+    return f"lowlm.data.incoming.{Path(incoming_dir).resolve().as_posix()}"
 
 
 def deployment_specs(cron: str | None = DEFAULT_CRON, timezone: str = DEFAULT_TIMEZONE,
@@ -99,22 +98,11 @@ def deploy_to_pool(pool: str, **options) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m flows.deployments", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cron", default=DEFAULT_CRON, help="retrain schedule ('' for none)")
-    parser.add_argument("--timezone", default=DEFAULT_TIMEZONE)
-    parser.add_argument("--preset", default="sample", help="the classification preset the retrain deployment uses")
-    parser.add_argument("--incoming", default=DEFAULT_INCOMING)
-    parser.add_argument("--pool", default=None, help="register with this work pool instead of serving")
-    args = parser.parse_args(argv)
-    options = dict(cron=args.cron or None, timezone=args.timezone, retrain_preset=args.preset,
-                   incoming_dir=args.incoming)
-    if args.pool:
-        for deployment_id in deploy_to_pool(args.pool, **options):
-            print(f"deployment {deployment_id} -> work pool {args.pool}")
-        return 0
-    serve_all(**options)
-    return 0
+    """``python -m flows.deployments [--pool POOL] ...``: ``lowlm deploy`` with a pool, else ``lowlm serve``."""
+    from flows.cli import alias
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    return alias(["deploy"] if "--pool" in args else ["serve"], args)
 
 
 if __name__ == "__main__":

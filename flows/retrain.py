@@ -4,7 +4,7 @@
 
 Files dropped into the incoming folder (``data/incoming/`` by default), or added with
 ``lowlm data add FILE``, are checked and merged into the preset's corpus with duplicates dropped
-(``lowlm.incoming``): new rows join train, the validation and test splits stay as they were. The
+(``lowlm.data.incoming``): new rows join train, the validation and test splits stay as they were. The
 merged corpus's content digest is compared with the ``data_digest.content`` tag of the model's
 current champion: equal digests mean nothing to do, and the reason is logged (Prefect log, a
 ``retrain-decision`` artifact, and the flow's result). Otherwise the classification flow runs on
@@ -15,7 +15,6 @@ Run it:  python -m flows.retrain sample        (the `retrain/sample` deployment 
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ import mlflow
 from prefect import flow
 
 from flows.classification import classification
-from lowlm.config import CorpusConfig, PipelineConfig, load_pipeline_config, parse_override
+from lowlm.config import CorpusConfig, PipelineConfig, load_pipeline_config
 from tasks._stage import tracking_uri
 from tasks.retrain import decide, merge
 
@@ -57,27 +56,10 @@ def retrain(preset: str = "sample", incoming_dir: str = DEFAULT_INCOMING, force:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m flows.retrain", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("preset", nargs="?", default="sample")
-    parser.add_argument("--incoming", default=DEFAULT_INCOMING, help="folder new data files arrive in")
-    parser.add_argument("--force", action="store_true", help="retrain even when the data is unchanged")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    args = parser.parse_args(argv)
-    try:
-        overrides = dict(parse_override(o) for o in args.overrides)
-        load_pipeline_config(args.preset, overrides, PipelineConfig)
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    state = retrain(args.preset, args.incoming, args.force, overrides, return_state=True)
-    try:
-        result = state.result()
-    except Exception as exc:
-        print(f"error: the retrain failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
-    print(describe(result))
-    return 0
+    """``python -m flows.retrain [PRESET] [--force] [--incoming DIR] [--set k=v]``: ``lowlm retrain``."""
+    from flows.cli import alias
+
+    return alias(["retrain"], argv)
 
 
 def describe(result: dict) -> str:

@@ -13,18 +13,17 @@ from __future__ import annotations
 
 import sys
 
-import mlflow
 from prefect import flow
 
-from flows._cli import run_flow_cli
 from lowlm.config import Seq2SeqPipelineConfig
-from lowlm.pairs import pairs_fingerprint
+from lowlm.data.pairs import pairs_fingerprint
 from tasks._cache import WorkFolder
 from tasks._stage import pipeline_run
 from tasks.augment import augment_pairs
 from tasks.evaluate import evaluate_seq2seq
 from tasks.ingest import ingest_pairs
 from tasks.register import register
+from tasks.summarize import summarize
 from tasks.tokenize import tokenize_pairs
 from tasks.train import train_seq2seq
 
@@ -41,21 +40,19 @@ def seq2seq(config: Seq2SeqPipelineConfig) -> dict:
         trained = work(train_seq2seq)(corpus, train_split, vocab, config.model, config.train, work.path, tracking)
         evaluation = work(evaluate_seq2seq)(corpus, trained, config.decode, config.train.bleu_tokenize, tracking)
         digests = {**corpus["digests"], "train_augmented": train_split["digest"]}
-        registered = register(corpus, trained, evaluation, config.registry.model_name, config.registry.metric,
-                              config.digest(), digests, tracking)
+        registered = register(corpus, trained, evaluation, config.task, config.registry.model_name,
+                              config.registry.metric, config.digest(), digests, tracking)
 
         summary = {**evaluation["metrics"], "best_val": trained["best_val"],
                    "target_tokens_per_second": trained["tokens_per_second"]}
-        mlflow.log_metrics(summary)
-        mlflow.set_tags({"registered_version": registered["version"], "alias": str(registered["alias"])})
-        return {"mlflow_run_id": tracking.parent_run_id, "experiment_id": tracking.experiment_id, "metrics": summary,
-                "model": registered}
+        return summarize(summary, registered, tracking)
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_flow_cli(seq2seq, Seq2SeqPipelineConfig, argv, "python -m flows.seq2seq", __doc__, "translate-sample",
-                        lambda m: f"test BLEU {m['test_bleu']:.2f} (greedy {m['test_bleu_greedy']:.2f})   "
-                                  f"chrF {m['test_chrf']:.2f}   ROUGE-L {m['test_rougeL']:.2f}")
+    """``python -m flows.seq2seq [PRESET] [--set k=v]``: ``lowlm run`` with ``translate-sample`` by default."""
+    from flows.cli import alias
+
+    return alias(["run"], argv, default="translate-sample")
 
 
 if __name__ == "__main__":

@@ -106,7 +106,7 @@ def code_files(module: str) -> list[Path]:
     """The files of ``module`` and of every module of ours it imports, transitively (with each
     package's ``__init__``), sorted.
 
-    >>> [p.name for p in code_files("lowlm.tokenizer")][-1]
+    >>> [p.name for p in code_files("lowlm.text.tokenizer")][-1]
     'tokenizer.py'
     """
     seen: dict[str, Path] = {}

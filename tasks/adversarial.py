@@ -6,9 +6,10 @@ import mlflow
 import pandas as pd
 from prefect import task
 
-from lowlm.attack import char_noise_attack
+from lowlm.robustness.attack import char_noise_attack
 from lowlm.config import AttackConfig
-from lowlm.predictor import TextClassifier
+from lowlm.data.corpus import encode_labels
+from lowlm.inference.classifier import TextClassifier
 from tasks._cache import STAGE_OPTIONS
 from tasks._stage import Tracking, log_table, stage_run
 
@@ -21,8 +22,7 @@ def adversarial(corpus: dict, trained: dict, config: AttackConfig, tracking: Tra
         mlflow.log_params({f"attack.{k}": v for k, v in config.model_dump().items()})
         classifier = TextClassifier.load(trained["model_dir"])
         test = pd.read_parquet(corpus["splits"]["test"])
-        index = {name: i for i, name in enumerate(corpus["labels"])}
-        result = char_noise_attack(classifier, test["text"].tolist(), [index[x] for x in test["label"]],
+        result = char_noise_attack(classifier, test["text"].tolist(), encode_labels(test["label"], corpus["labels"]),
                                    config.methods, max_examples=config.max_examples, tries=config.tries,
                                    seed=config.seed)
         metrics = {"attacked": result.attacked, "succeeded": result.succeeded,

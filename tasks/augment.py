@@ -6,10 +6,10 @@ import mlflow
 import pandas as pd
 from prefect import task
 
-from lowlm.augment import augment_texts
+from lowlm.robustness.augment import augment_rows
 from lowlm.config import AugmentConfig, PairAugmentConfig
-from lowlm.corpus import split_digest
-from lowlm.pairs import pairs_digest
+from lowlm.data.corpus import encode_labels, split_digest
+from lowlm.data.pairs import pairs_digest
 from tasks._cache import STAGE_OPTIONS
 from tasks._stage import Tracking, digest_of, log_dataset, log_table, output_dir, stage_run
 
@@ -23,13 +23,9 @@ def augment(corpus: dict, config: AugmentConfig, work_dir: str, tracking: Tracki
         mlflow.log_params({f"augment.{k}": v for k, v in config.model_dump().items()})
         train = pd.read_parquet(corpus["splits"]["train"])
         labels = corpus["labels"]
-        index = {name: i for i, name in enumerate(labels)}
-        rows = augment_texts(train["text"].tolist(), [index[x] for x in train["label"]], config.methods,
-                             copies=config.copies, fraction=config.fraction, seed=config.seed)
-        new = pd.DataFrame({"text": [r[0] for r in rows], "label": [labels[r[1]] for r in rows],
-                            "method": [r[2] for r in rows]})
+        new = augment_rows(train, "text", config.methods, config.copies, config.fraction, config.seed)
         combined = pd.concat([train, new[["text", "label"]]], ignore_index=True).drop_duplicates()
-        digest = split_digest(combined["text"], [index[x] for x in combined["label"]], labels)
+        digest = split_digest(combined["text"], encode_labels(combined["label"], labels), labels)
         path = output_dir(work_dir, "augment", digest_of(config, corpus["digests"]["train"])) / "train.parquet"
         combined.to_parquet(path, index=False)
         mlflow.log_metrics({"rows_added": len(combined) - len(train), "rows_train": len(combined)})
@@ -48,11 +44,7 @@ def augment_pairs(corpus: dict, config: PairAugmentConfig, work_dir: str, tracki
     with stage_run(tracking, "augment"):
         mlflow.log_params({f"augment.{k}": v for k, v in config.model_dump().items()})
         train = pd.read_parquet(corpus["splits"]["train"])
-        # the "label" of each augmented row is the index of its pair, which brings back its target
-        rows = augment_texts(train["source"].tolist(), list(range(len(train))), config.methods,
-                             copies=config.copies, fraction=config.fraction, seed=config.seed)
-        new = pd.DataFrame({"source": [r[0] for r in rows], "target": [train["target"].iloc[r[1]] for r in rows],
-                            "method": [r[2] for r in rows]})
+        new = augment_rows(train, "source", config.methods, config.copies, config.fraction, config.seed)
         combined = pd.concat([train, new[["source", "target"]]], ignore_index=True).drop_duplicates()
         digest = pairs_digest(list(zip(combined["source"], combined["target"])))
         path = output_dir(work_dir, "augment-pairs", digest_of(config, corpus["digests"]["train"])) / "train.parquet"

@@ -7,10 +7,11 @@ import pandas as pd
 from prefect import task
 
 from lowlm.config import DecodeConfig
-from lowlm.metrics import bleu, chrf, classification_report, majority_baseline, rouge
-from lowlm.plots import attention_figure, attention_matrix_figure, confusion_matrix_figure
-from lowlm.predictor import TextClassifier
-from lowlm.translator import Translator
+from lowlm.data.corpus import encode_labels
+from lowlm.evaluation.metrics import bleu, chrf, classification_report, majority_baseline, rouge
+from lowlm.evaluation.plots import attention_figure, attention_matrix_figure, confusion_matrix_figure
+from lowlm.inference.classifier import TextClassifier
+from lowlm.inference.translator import Translator
 from tasks._cache import STAGE_OPTIONS
 from tasks._stage import Tracking, log_dataset, log_figure, log_json, log_table, stage_run
 
@@ -20,16 +21,15 @@ def evaluate(corpus: dict, trained: dict, tracking: Tracking) -> dict:
     with stage_run(tracking, "evaluate"):
         classifier = TextClassifier.load(trained["model_dir"])
         labels = corpus["labels"]
-        index = {name: i for i, name in enumerate(labels)}
         test = pd.read_parquet(corpus["splits"]["test"])
         train = pd.read_parquet(corpus["splits"]["train"])
         log_dataset(test, name="test", digest=corpus["digests"]["test"], source=corpus["sources"]["test"],
                     context="test")
-        y_true = [index[x] for x in test["label"]]
+        y_true = encode_labels(test["label"], labels, corpus["splits"]["test"])
         probs = classifier.predict_proba(test["text"].tolist())
         y_pred = probs.argmax(dim=1).tolist()
         report = classification_report(y_true, y_pred, labels)
-        baseline = majority_baseline([index[x] for x in train["label"]], y_true)
+        baseline = majority_baseline(encode_labels(train["label"], labels), y_true)
         metrics = {"test_accuracy": report["accuracy"], "test_macro_f1": report["macro_f1"],
                    "majority_baseline_accuracy": baseline}
         mlflow.log_metrics(metrics)
@@ -44,16 +44,10 @@ def evaluate(corpus: dict, trained: dict, tracking: Tracking) -> dict:
 
 
 def _log_attention(classifier: TextClassifier, texts: list[str], labels: list[str], preds: list[int]) -> None:
-    """Attention weights over the tokens of a few test sentences (RNN models only)."""
-    model = classifier.model
-    if not hasattr(model, "last_attention") or not texts:
+    """Attention weights over the tokens of a few test sentences (models that pool with attention)."""
+    if not classifier.has_attention or not texts:
         return
-    rows = []
-    for text, pred in zip(texts, preds):
-        classifier.predict_proba([text])
-        tokens = classifier.tokenizer.backend.encode(text).tokens[: classifier.tokenizer.max_length]
-        weights = model.last_attention[0, : len(tokens)].tolist()
-        rows.append((tokens or ["[UNK]"], weights, f"predicted {labels[pred]}: {text[:80]}"))
+    rows = [(*classifier.attention(text), f"predicted {labels[pred]}: {text[:80]}") for text, pred in zip(texts, preds)]
     log_figure(attention_figure(rows, title="Attention over test sentences"), "plots/attention.png")
 
 

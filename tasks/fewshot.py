@@ -7,9 +7,10 @@ import pandas as pd
 from prefect import task
 
 from lowlm.config import FewShotConfig
-from lowlm.fewshot import fit_head
-from lowlm.plots import confusion_matrix_figure
-from lowlm.predictor import TextClassifier
+from lowlm.data.corpus import encode_labels
+from lowlm.training.fewshot import fit_head
+from lowlm.evaluation.plots import confusion_matrix_figure
+from lowlm.inference.classifier import TextClassifier
 from tasks._cache import STAGE_OPTIONS
 from tasks._stage import Tracking, digest_of, log_figure, output_dir, stage_run
 
@@ -21,11 +22,10 @@ def fewshot(target: dict, trained: dict, config: FewShotConfig, work_dir: str, t
         mlflow.log_params({f"fewshot.{k}": v for k, v in config.model_dump(exclude={"corpus"}).items()})
         base = TextClassifier.load(trained["model_dir"])
         labels = target["labels"]
-        index = {name: i for i, name in enumerate(labels)}
         train = pd.read_parquet(target["splits"]["train"])
         test = pd.read_parquet(target["splits"]["test"])
-        result = fit_head(base, train["text"].tolist(), [index[x] for x in train["label"]], test["text"].tolist(),
-                          [index[x] for x in test["label"]], labels, k=config.k, epochs=config.epochs,
+        result = fit_head(base, train["text"].tolist(), encode_labels(train["label"], labels), test["text"].tolist(),
+                          encode_labels(test["label"], labels), labels, k=config.k, epochs=config.epochs,
                           lr=config.lr, seed=config.seed)
         metrics = {"fewshot_accuracy": result.report["accuracy"], "fewshot_macro_f1": result.report["macro_f1"],
                    "fewshot_majority_accuracy": result.majority_accuracy, "shots": result.shots}

@@ -6,8 +6,8 @@ import mlflow
 from prefect import task
 
 from lowlm.config import CorpusConfig, PairCorpusConfig
-from lowlm.corpus import load_corpus
-from lowlm.pairs import load_pairs
+from lowlm.data.corpus import load_corpus
+from lowlm.data.pairs import load_pairs
 from tasks._cache import STAGE_OPTIONS
 from tasks._stage import Tracking, digest_of, log_dataset, log_table, output_dir, stage_run
 

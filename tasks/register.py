@@ -17,10 +17,10 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from prefect import task
 
-from lowlm.metrics import accuracy, macro_f1
-from lowlm.mlflow_model import log_pyfunc
-from lowlm.registry import CHALLENGER, CHAMPION
-from lowlm.train_seq2seq import score_texts
+from lowlm.evaluation.metrics import accuracy, macro_f1
+from lowlm.serving.pyfunc import log_pyfunc
+from lowlm.evaluation.gate import CHAMPION, decide
+from lowlm.evaluation.metrics import score_texts
 from tasks._stage import Tracking, stage_run
 
 def git_commit() -> str:
@@ -33,11 +33,31 @@ def git_commit() -> str:
         return "unknown"
 
 
-def _score(model_uri: str, corpus: dict, metric: str, bleu_tokenize: str = "13a") -> float:
+def load_registered(model_uri: str, version: str | None = None):
+    """``mlflow.pyfunc.load_model``, with a clear error for a version whose stored code cannot be
+    imported beside this lowlm (registered before the library's layout changed)."""
+    try:
+        return mlflow.pyfunc.load_model(model_uri)
+    except Exception as exc:  # MLflow wraps what the model's code raised
+        missing = exc
+        while missing is not None and not isinstance(missing, ModuleNotFoundError):
+            missing = missing.__cause__ or missing.__context__
+        if missing is None or not (missing.name or "").startswith("lowlm"):
+            raise
+        raise RuntimeError(
+            f"{model_uri}{f' (version {version})' if version else ''} was registered by an older lowlm whose "
+            f"modules ({missing.name}) this one does not have, so it cannot be loaded (or re-scored) beside it. "
+            f"Re-register: drop its alias (mlflow.MlflowClient().delete_registered_model_alias(NAME, 'champion')) "
+            f"and run its preset again (`lowlm run PRESET`)"
+        ) from exc
+
+
+def _score(model_uri: str, corpus: dict, task: str, metric: str, bleu_tokenize: str = "13a",
+           version: str | None = None) -> float:
     """The metric of a registered model on this run's test split (classification or generation)."""
     test = pd.read_parquet(corpus["splits"]["test"])
-    model = mlflow.pyfunc.load_model(model_uri)
-    if "labels" not in corpus:  # source -> target pairs
+    model = load_registered(model_uri, version)
+    if task == "seq2seq":
         generated = model.predict(test["source"].tolist())["generated"].tolist()
         return score_texts(metric, generated, test["target"].tolist(), bleu_tokenize)
     predicted = model.predict(test["text"].tolist())["label"].tolist()
@@ -51,7 +71,7 @@ def _score(model_uri: str, corpus: dict, metric: str, bleu_tokenize: str = "13a"
     return macro_f1(y_true, y_pred, len(labels) + 1)
 
 
-def champion_metric(client: MlflowClient, name: str, corpus: dict, metric: str,
+def champion_metric(client: MlflowClient, name: str, corpus: dict, task: str, metric: str,
                     bleu_tokenize: str = "13a") -> tuple[str | None, float | None, str]:
     """(champion version, its metric on our test data, how we got it); (None, None, why) if no champion."""
     try:
@@ -61,13 +81,15 @@ def champion_metric(client: MlflowClient, name: str, corpus: dict, metric: str,
     stored = champion.tags.get(f"test_{metric}")
     if champion.tags.get("test_digest") == corpus["digests"]["test"] and stored is not None:
         return str(champion.version), float(stored), "stored metric on the same test digest"
-    score = _score(f"models:/{name}@{CHAMPION}", corpus, metric, bleu_tokenize)
+    score = _score(f"models:/{name}@{CHAMPION}", corpus, task, metric, bleu_tokenize, str(champion.version))
     return str(champion.version), score, "re-scored on this test split"
 
 
 @task(name="register")
-def register(corpus: dict, trained: dict, evaluation: dict, model_name: str, metric: str, config_hash: str,
-             data_digests: dict, tracking: Tracking) -> dict:
+def register(corpus: dict, trained: dict, evaluation: dict, task: str, model_name: str, metric: str,
+             config_hash: str, data_digests: dict, tracking: Tracking) -> dict:
+    """``task``: the pipeline's declared kind (``classification``, ``seq2seq``), which says how the
+    champion is re-scored."""
     client = MlflowClient(tracking.uri)
     with stage_run(tracking, "register"):
         existing = client.search_model_versions(f"name = '{model_name}'") if _exists(client, model_name) else []
@@ -79,10 +101,10 @@ def register(corpus: dict, trained: dict, evaluation: dict, model_name: str, met
             return {"name": model_name, "version": str(version.version), "alias": aliases[0] if aliases else None,
                     "new": False, "reason": f"model digest {trained['digest']} is already version {version.version}"}
         ours = evaluation["metrics"][f"test_{metric}"]
-        champ_version, champ_score, how = champion_metric(client, model_name, corpus, metric,
+        champ_version, champ_score, how = champion_metric(client, model_name, corpus, task, metric,
                                                           evaluation.get("bleu_tokenize", "13a"))
         test = pd.read_parquet(corpus["splits"]["test"])
-        sample = test["text" if "labels" in corpus else "source"].head(3).tolist()
+        sample = test["source" if task == "seq2seq" else "text"].head(3).tolist()
         info = log_pyfunc(trained["model_dir"], input_example=sample)
         version = None
         try:
@@ -93,8 +115,7 @@ def register(corpus: dict, trained: dict, evaluation: dict, model_name: str, met
                     **{k: f"{v:.6f}" for k, v in evaluation["metrics"].items()}}
             for key, value in tags.items():
                 client.set_model_version_tag(model_name, version.version, key, value)
-            promote = champ_score is None or ours > champ_score
-            alias = CHAMPION if promote else CHALLENGER
+            alias = decide(ours, champ_score).alias
             reason = (f"{how}; new test_{metric} {ours:.4f} vs champion v{champ_version} {champ_score:.4f}"
                       if champ_score is not None else how)
             client.set_registered_model_alias(model_name, alias, version.version)

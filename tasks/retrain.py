@@ -9,9 +9,9 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
 from lowlm.config import CorpusConfig
-from lowlm.corpus import load_corpus
-from lowlm.incoming import merge_incoming
-from lowlm.registry import CHAMPION, registry_versions
+from lowlm.data.corpus import load_corpus
+from lowlm.data.incoming import merge_incoming
+from tasks.registry import CHAMPION, registry_versions
 from tasks._stage import tracking_uri
 
 SPLITS = ("train", "validation", "test")

@@ -9,7 +9,7 @@ import pandas as pd
 from prefect import task
 
 from lowlm.config import PairTokenizerConfig, TokenizerConfig
-from lowlm.tokenizer import Tokenizer
+from lowlm.text.tokenizer import Tokenizer
 from tasks._cache import STAGE_OPTIONS
 from tasks._stage import Tracking, digest_of, log_table, output_dir, stage_run
 
@@ -22,11 +22,9 @@ def tokenize(corpus: dict, config: TokenizerConfig, work_dir: str, tracking: Tra
         tok = _train_tokenizer(train["text"].tolist(), config)
         path = tok.save(output_dir(work_dir, "tokenize", digest_of(config, corpus["digests"]["train"])) / "tokenizer.json")
         mlflow.log_artifact(str(path))
-        encoded = tok.encode_batch(train["text"].tolist())
-        lengths = pd.Series([len(e) for e in encoded])
-        unk = sum(e.count(1) for e in encoded) / max(1, int(lengths.sum()))
-        mlflow.log_metrics({"vocab_size": tok.vocab_size, "mean_tokens": float(lengths.mean()),
-                            "max_tokens": int(lengths.max()), "unk_rate_train": unk})
+        stats = tok.stats(train["text"].tolist())
+        stats["unk_rate_train"] = stats.pop("unk_rate")
+        mlflow.log_metrics(stats)
         sample = train.head(20).assign(tokens=[" ".join(tok.backend.encode(t).tokens) for t in train["text"].head(20)])
         log_table(sample, "tokenized_sample.json")
         return {"path": str(path), "digest": hashlib.sha256(path.read_bytes()).hexdigest()[:16],
@@ -58,14 +56,8 @@ def tokenize_pairs(corpus: dict, config: PairTokenizerConfig, work_dir: str, tra
                  "target": target.save(folder / "target_tokenizer.json")}
         for side, tok in (("source", source), ("target", target)):
             mlflow.log_artifact(str(paths[side]))
-            texts = sources if side == "source" else targets
-            encoded = tok.encode_batch(texts)
-            total = max(1, sum(len(e) for e in encoded))
-            mlflow.log_metrics({f"{side}_vocab_size": tok.vocab_size,
-                                f"{side}_mean_tokens": total / max(1, len(encoded)),
-                                f"{side}_unk_rate": sum(e.count(1) for e in encoded) / total,
-                                f"{side}_truncated": sum(len(tok.backend.encode(t).ids) > tok.max_length
-                                                         for t in texts[:5000])})
+            stats = tok.stats(sources if side == "source" else targets)
+            mlflow.log_metrics({f"{side}_{k}": v for k, v in stats.items()})
         digest = hashlib.sha256(paths["source"].read_bytes() + paths["target"].read_bytes()).hexdigest()[:16]
         return {"source": str(paths["source"]), "target": str(paths["target"]), "digest": digest,
                 "joint": config.joint}

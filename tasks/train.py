@@ -6,30 +6,32 @@ import mlflow
 import pandas as pd
 from prefect import task
 
-from lowlm.batching import Batches
-from lowlm.config import ModelConfig, Seq2SeqModelConfig, Seq2SeqTrainConfig, TrainConfig
-from lowlm.models import build_classifier
-from lowlm.models.seq2seq import Seq2Seq
-from lowlm.plots import curves_figure, seq2seq_curves_figure
-from lowlm.predictor import TextClassifier
-from lowlm.tokenizer import Tokenizer
-from lowlm.train import fit, seed_everything
-from lowlm.train_seq2seq import PairBatches, fit_seq2seq
-from lowlm.translator import Translator
+from lowlm.data.corpus import encode_labels
+from lowlm.config import ClassifierConfig, Seq2SeqModelConfig, Seq2SeqTrainConfig, TrainConfig
+from lowlm.evaluation.plots import curves_figure, seq2seq_curves_figure
+from lowlm.inference.classifier import TextClassifier
+from lowlm.inference.translator import Translator
+from lowlm.models.kinds import build_model
+from lowlm.text.batching import Batches, PairBatches
+from lowlm.text.tokenizer import Tokenizer
+from lowlm.training.objectives import train_classifier, train_translator
+from lowlm.training.trainer import EpochMetrics, seed_everything
 from tasks._cache import STAGE_OPTIONS
 from tasks._stage import Tracking, digest_of, log_figure, output_dir, stage_run
+
+
+log_epochs = EpochMetrics(lambda epoch, metrics: mlflow.log_metrics(metrics, step=epoch))
 
 
 def labelled_batches(path: str, tok: Tokenizer, labels: list[str], batch_size: int, shuffle: bool = False,
                      seed: int = 0) -> Batches:
     frame = pd.read_parquet(path)
-    index = {name: i for i, name in enumerate(labels)}
-    return Batches(tok.encode_batch(frame["text"].tolist()), [index[x] for x in frame["label"]],
+    return Batches(tok.encode_batch(frame["text"].tolist()), encode_labels(frame["label"], labels, path),
                    batch_size=batch_size, shuffle=shuffle, seed=seed)
 
 
 @task(name="train", **STAGE_OPTIONS)
-def train(corpus: dict, augmented: dict, tokenizer: dict, model: ModelConfig, config: TrainConfig, work_dir: str,
+def train(corpus: dict, augmented: dict, tokenizer: dict, model: ClassifierConfig, config: TrainConfig, work_dir: str,
           tracking: Tracking) -> dict:
     with stage_run(tracking, "train") as run:
         mlflow.log_params({f"model.{k}": v for k, v in model.model_dump().items()})
@@ -39,16 +41,11 @@ def train(corpus: dict, augmented: dict, tokenizer: dict, model: ModelConfig, co
         train_batches = labelled_batches(augmented["train"], tok, labels, config.batch_size, True, config.seed)
         val_batches = labelled_batches(corpus["splits"]["validation"], tok, labels, 256)
         seed_everything(config.seed)  # before the model is built: its initial weights are part of the result
-        net = build_classifier(model.kind, tok.vocab_size, len(labels), words=tok.tokens(),
-                               **model.model_dump(exclude={"kind"}))
-        if hasattr(net, "index_ngrams"):
+        net = build_model(model, vocab_size=tok.vocab_size, num_labels=len(labels), words=tok.tokens())
+        if model.kind == "bag_of_ngrams":  # its n-gram table holds rows only for buckets seen in training
             mlflow.log_metric("ngram_rows", net.index_ngrams((b.ids, b.lengths) for b in train_batches))
         mlflow.log_metric("parameters", sum(p.numel() for p in net.parameters()))
-
-        def on_epoch(epoch: int, metrics: dict) -> None:
-            mlflow.log_metrics(metrics, step=epoch)
-
-        result = fit(net, train_batches, val_batches, len(labels), config, on_epoch=on_epoch)
+        result = train_classifier(net, train_batches, val_batches, len(labels), config, callbacks=[log_epochs])
         mlflow.log_metrics({"best_epoch": result.best_epoch, f"best_val_{config.metric}": result.best_metric,
                             "train_seconds": result.seconds, "stopped_early": int(result.stopped_early)})
         log_figure(curves_figure(result.history, title=f"{model.kind} training"), "plots/training_curves.png")
@@ -72,10 +69,7 @@ def train_seq2seq(corpus: dict, train_split: dict, vocab: dict, model: Seq2SeqMo
         train_pairs = pd.read_parquet(train_split["train"])
         val_pairs = pd.read_parquet(corpus["splits"]["validation"])
         seed_everything(config.seed)
-        net = Seq2Seq(source.vocab_size, target.vocab_size, embedding_dim=model.embedding_dim,
-                      hidden_dim=model.hidden_dim, attention=model.attention, attention_dim=model.attention_dim,
-                      dropout=model.dropout, tie_embeddings=model.tie_embeddings, copy=model.pointer,
-                      share_embeddings=model.share_embeddings)
+        net = build_model(model, src_vocab=source.vocab_size, tgt_vocab=target.vocab_size)
         mlflow.log_metric("parameters", sum(p.numel() for p in net.parameters()))
         translator = Translator(net, source, target)
         batches = PairBatches(source.encode_batch(train_pairs["source"].tolist()),
@@ -83,11 +77,10 @@ def train_seq2seq(corpus: dict, train_split: dict, vocab: dict, model: Seq2SeqMo
                               batch_size=config.batch_size, shuffle=True, seed=config.seed)
         val_batches = PairBatches(source.encode_batch(val_pairs["source"].tolist()),
                                   target.encode_target_batch(val_pairs["target"].tolist()), batch_size=128)
-        result = fit_seq2seq(translator, batches, val_batches, val_pairs["source"].tolist(),
-                             val_pairs["target"].tolist(), config,
-                             on_epoch=lambda epoch, metrics: mlflow.log_metrics(metrics, step=epoch))
+        result = train_translator(translator, batches, val_batches, val_pairs["source"].tolist(),
+                                  val_pairs["target"].tolist(), config, callbacks=[log_epochs])
         mlflow.log_metrics({"best_epoch": result.best_epoch, f"best_val_{config.metric}": result.best_metric,
-                            "train_seconds": result.seconds, "target_tokens_per_second": result.tokens_per_second})
+                            "train_seconds": result.seconds, "target_tokens_per_second": result.throughput})
         log_figure(seq2seq_curves_figure(result.history, config.metric), "plots/training_curves.png")
         key = digest_of(model, config, train_split["digest"], corpus["digests"]["validation"], vocab["digest"])
         folder = translator.save(output_dir(work_dir, "train-seq2seq", key) / "translator")
@@ -95,4 +88,4 @@ def train_seq2seq(corpus: dict, train_split: dict, vocab: dict, model: Seq2SeqMo
         digest = translator.digest()
         mlflow.set_tag("lowlm.model_digest", digest)
         return {"model_dir": str(folder), "digest": digest, "run_id": run.info.run_id, "best_epoch": result.best_epoch,
-                "best_val": result.best_metric, "tokens_per_second": result.tokens_per_second}
+                "best_val": result.best_metric, "tokens_per_second": result.throughput}

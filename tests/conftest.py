@@ -33,6 +33,8 @@ os.environ.update({
     "PREFECT_API_URL": f"http://127.0.0.1:{PREFECT_PORT}/api",
 })
 os.environ.setdefault("NLTK_DATA", str(SHARED / "data" / "nltk_data"))
+# before torch loads: idle OpenMP threads spin otherwise, and on 2 busy cores steps run 30-80x slower
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 (SESSION_DIR / "mlruns").mkdir(parents=True, exist_ok=True)
 
 
@@ -77,20 +79,23 @@ def tracking_uri() -> str:
 @pytest.fixture(scope="session")
 def trained_sample(sample_csv):
     """A small BiGRU-attention classifier trained on the shipped sample corpus, shared by tests."""
-    from lowlm.batching import Batches
-    from lowlm.config import CorpusConfig, TrainConfig
-    from lowlm.corpus import load_corpus
-    from lowlm.models import build_classifier
-    from lowlm.predictor import TextClassifier
-    from lowlm.tokenizer import Tokenizer
-    from lowlm.train import fit
+    from lowlm.config import CorpusConfig, RNNAttentionConfig, TrainConfig
+    from lowlm.data.corpus import load_corpus
+    from lowlm.inference.classifier import TextClassifier
+    from lowlm.models.kinds import build_model
+    from lowlm.text.batching import Batches
+    from lowlm.text.tokenizer import Tokenizer
+    from lowlm.training.objectives import train_classifier
+    from lowlm.training.trainer import seed_everything
 
     corpus = load_corpus(CorpusConfig(path=str(sample_csv)))
     tok = Tokenizer.train(corpus.splits["train"]["text"])
     enc = {s: tok.encode_batch(corpus.splits[s]["text"]) for s in corpus.splits}
     train = Batches(enc["train"], corpus.splits["train"]["label"], batch_size=16, shuffle=True, seed=1)
     val = Batches(enc["validation"], corpus.splits["validation"]["label"], batch_size=64)
-    model = build_classifier("rnn_attention", tok.vocab_size, len(corpus.labels), words=tok.tokens(),
-                             embedding_dim=48, hidden_dim=48, attention_dim=48, char_dim=16)
-    result = fit(model, train, val, len(corpus.labels), TrainConfig(epochs=15, lr=3e-3, progress=False, patience=5))
+    seed_everything(13)
+    config = RNNAttentionConfig(embedding_dim=48, hidden_dim=48, attention_dim=48, char_dim=16)
+    model = build_model(config, vocab_size=tok.vocab_size, num_labels=len(corpus.labels), words=tok.tokens())
+    result = train_classifier(model, train, val, len(corpus.labels),
+                              TrainConfig(epochs=15, lr=3e-3, progress=False, patience=5))
     return {"corpus": corpus, "classifier": TextClassifier(model, tok, corpus.labels), "result": result}

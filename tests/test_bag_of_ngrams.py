@@ -9,18 +9,20 @@ import pytest
 import torch
 from torch import nn
 
-from lowlm.batching import Batches, pad
+from lowlm.text.batching import Batches, pad
 from lowlm.config import TrainConfig
-from lowlm.models import BagOfNgrams, classifier_from_config
+from lowlm.config import BagOfNgramsConfig
+from lowlm.models.classifier import BagOfNgrams
+from lowlm.models.kinds import model_from_meta, model_meta
 from lowlm.models.classifier import HASH_PRIME, hash_ngrams
-from lowlm.train import evaluate, fit
+from lowlm.training.objectives import classification_metrics, train_classifier
 
 ROWS = [[2, 3, 4], [5, 6], [2, 5, 6, 7, 3], [4]]
 
 
 def indexed_model(rows=ROWS, vocab_size=10, num_labels=3, **options) -> BagOfNgrams:
     torch.manual_seed(0)
-    model = BagOfNgrams(vocab_size, num_labels, embedding_dim=8, ngrams=2, buckets=1000, **options)
+    model = BagOfNgrams(BagOfNgramsConfig(embedding_dim=8, ngrams=2, buckets=1000, **options), vocab_size, num_labels)
     model.index_ngrams([pad(rows)])
     with torch.no_grad():  # n-gram rows start at zero: give them values so the checks see them
         model.embedding.weight[vocab_size:].normal_()
@@ -40,9 +42,9 @@ def test_hash_ngrams_matches_fasttexts_formula_and_marks_padding():
 
 
 def test_index_ngrams_gives_seen_ngrams_rows_and_unseen_ones_the_padding_row():
-    model = BagOfNgrams(10, 2, embedding_dim=4, ngrams=2, buckets=1000)
+    model = BagOfNgrams(BagOfNgramsConfig(embedding_dim=4, ngrams=2, buckets=1000), 10, 2)
     added = model.index_ngrams([pad([[2, 3, 4], [3, 4]])])  # bigrams (2,3), (3,4) -> 2 distinct buckets
-    assert added == 2 and model.config["ngram_rows"] == 2
+    assert added == 2 and model.dims["ngram_rows"] == 2
     assert model.embedding.weight.shape == (12, 4)
     rows = model._rows(*pad([[2, 3, 9], [4]]))
     words, ngrams = rows[:, :3], rows[:, 3:]
@@ -86,7 +88,7 @@ def test_state_dict_round_trip_through_config_gives_identical_logits():
     buffer = io.BytesIO()
     torch.save(model.state_dict(), buffer)
     buffer.seek(0)
-    rebuilt = classifier_from_config(dict(model.config))
+    rebuilt = model_from_meta(model_meta(model))
     rebuilt.load_state_dict(torch.load(buffer, weights_only=True))
     rebuilt.eval()
     ids, lengths = pad(ROWS + [[9, 9, 8]])  # includes n-grams never indexed
@@ -108,12 +110,12 @@ def test_learns_word_order_only_through_bigrams(ngrams, expected):
     train = Batches(rows[:300], labels[:300], batch_size=16, shuffle=True, seed=0)
     test = Batches(rows[300:], labels[300:], batch_size=64)
     torch.manual_seed(0)
-    model = BagOfNgrams(30, 2, embedding_dim=16, ngrams=ngrams, buckets=10_000)
+    model = BagOfNgrams(BagOfNgramsConfig(embedding_dim=16, ngrams=ngrams, buckets=10_000), 30, 2)
     model.index_ngrams((b.ids, b.lengths) for b in Batches(rows[:300], batch_size=64))
     cfg = TrainConfig(epochs=10, lr=0.05, batch_size=16, warmup_ratio=0.0, grad_clip=0.0, weight_decay=0.0,
                       patience=0, progress=False, seed=0)
-    fit(model, train, test, 2, cfg)
-    accuracy = evaluate(model, test, 2)["accuracy"]
+    train_classifier(model, train, test, 2, cfg)
+    accuracy = classification_metrics(model, test, 2)["accuracy"]
     if expected is None:
         assert accuracy < 0.75  # without n-grams word order is invisible
     else:

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from lowlm.config import CorpusConfig
-from lowlm.corpus import CorpusError, corpus_fingerprint, load_corpus
+from lowlm.data.corpus import CorpusError, corpus_fingerprint, load_corpus
 
 ROWS = [("good film, great cast", "pos"), ("awful plot", "neg"), ("loved it", "pos"), ("boring and slow", "neg"),
         ("a joy to watch", "pos"), ("waste of time", "neg"), ("brilliant acting", "pos"), ("dull script", "neg"),

@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 
 from lowlm.config import CorpusConfig
-from lowlm.corpus import CorpusError, load_corpus
-from lowlm.incoming import ACCEPTED, REJECTED, add_file, merge_incoming, pending
+from lowlm.data.corpus import CorpusError, load_corpus
+from lowlm.data.incoming import ACCEPTED, REJECTED, add_file, merge_incoming, pending
 
 
 def write_csv(path, rows, encoding="utf-8"):

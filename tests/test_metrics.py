@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lowlm.metrics import classification_report, confusion_matrix, macro_f1, majority_baseline
+from lowlm.evaluation.metrics import classification_report, confusion_matrix, macro_f1, majority_baseline
 
 
 def test_confusion_matrix_rows_are_truth():
@@ -30,7 +30,7 @@ def test_majority_baseline():
 
 
 def test_bleu_and_chrf_on_known_strings():
-    from lowlm.metrics import bleu, chrf
+    from lowlm.evaluation.metrics import bleu, chrf
 
     assert bleu(["the cat sat on the mat"], ["the cat sat on the mat"]) == pytest.approx(100.0)
     assert bleu(["a dog"], ["the cat sat on the mat"]) == pytest.approx(0.0)
@@ -46,7 +46,7 @@ def test_bleu_and_chrf_on_known_strings():
 
 
 def test_rouge_on_known_strings():
-    from lowlm.metrics import rouge
+    from lowlm.evaluation.metrics import rouge
 
     scores = rouge(["police killed the gunman"], ["police kill the gunman"])
     assert scores["rouge1"] == pytest.approx(100.0)  # stemming: killed ~ kill

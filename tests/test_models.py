@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import torch
 
-from lowlm.batching import pad
-from lowlm.models import RNNAttentionClassifier, build_classifier, classifier_from_config
+from lowlm.text.batching import pad
+from lowlm.config import RNNAttentionConfig
+from lowlm.models.classifier import RNNAttentionClassifier
+from lowlm.models.kinds import build_model, model_from_meta, model_meta
 
 WORDS = ["[PAD]", "[UNK]", "the", "cat", "sat", "dog", "ran", "fast"]
 
@@ -17,11 +21,11 @@ def batch():
 def test_rnn_attention_shapes_and_attention_mask():
     ids, lengths = batch()
     for cell in ("gru", "lstm"):
-        model = build_classifier("rnn_attention", len(WORDS), 4, words=WORDS, embedding_dim=16, hidden_dim=8,
-                                 attention_dim=8, char_dim=6, cell=cell, layers=2).eval()
+        config = RNNAttentionConfig(embedding_dim=16, hidden_dim=8, attention_dim=8, char_dim=6, cell=cell, layers=2)
+        model = build_model(config, vocab_size=len(WORDS), num_labels=4, words=WORDS).eval()
         logits = model(ids, lengths)
         assert logits.shape == (3, 4)
-        weights = model.last_attention
+        weights = model.attention_weights(ids, lengths)
         assert weights.shape == ids.shape
         assert torch.allclose(weights.sum(dim=1), torch.ones(3))
         assert weights[1, 2:].abs().sum() == 0  # no attention on padding
@@ -29,8 +33,8 @@ def test_rnn_attention_shapes_and_attention_mask():
 
 
 def test_padding_does_not_change_predictions():
-    model = build_classifier("rnn_attention", len(WORDS), 3, words=WORDS, embedding_dim=8, hidden_dim=8,
-                             char_dim=4).eval()
+    model = build_model(RNNAttentionConfig(embedding_dim=8, hidden_dim=8, char_dim=4), vocab_size=len(WORDS),
+                        num_labels=3, words=WORDS).eval()
     short = model(*pad([[2, 3, 4]]))
     padded_ids, _ = pad([[2, 3, 4], [2, 3, 4, 5, 6, 7]])
     longer = model(padded_ids[:1], torch.tensor([3]))
@@ -38,7 +42,7 @@ def test_padding_does_not_change_predictions():
 
 
 def test_char_features_give_vocabulary_words_their_characters():
-    model = RNNAttentionClassifier(len(WORDS), 2, char_dim=4, words=WORDS)
+    model = RNNAttentionClassifier(RNNAttentionConfig(char_dim=4), len(WORDS), 2, words=WORDS)
     table = model.chars.word_chars
     assert (table[0] == 0).all() and (table[1] == 0).all()  # specials have no characters
     assert (table[3, :3] > 0).all() and (table[3, 3:] == 0).all()  # "cat"
@@ -49,7 +53,8 @@ def test_char_features_give_vocabulary_words_their_characters():
 
 def test_rebuild_from_config_reproduces_logits():
     ids, lengths = batch()
-    model = build_classifier("rnn_attention", len(WORDS), 3, words=WORDS, char_dim=5, cell="lstm").eval()
-    clone = classifier_from_config(model.config, words=WORDS).eval()
+    model = build_model(RNNAttentionConfig(char_dim=5, cell="lstm"), vocab_size=len(WORDS), num_labels=3,
+                        words=WORDS).eval()
+    clone = model_from_meta(json.loads(json.dumps(model_meta(model))), words=WORDS).eval()  # through JSON
     clone.load_state_dict(model.state_dict())
     assert torch.equal(model(ids, lengths), clone(ids, lengths))

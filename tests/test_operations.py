@@ -23,7 +23,8 @@ from typer.testing import CliRunner
 
 from flows.cli import app
 from flows.servers import free_port, start_model_server
-from lowlm.registry import registry_versions
+from lowlm.evaluation.gate import decide
+from tasks.registry import registry_versions
 
 ROOT = Path(__file__).resolve().parent.parent
 LOWLM = Path(sys.executable).parent / "lowlm"
@@ -166,11 +167,12 @@ def test_5_data_add_triggers_the_retrain_deployment_and_the_gate_decides(ops):
     assert len(versions) == 2, (ops["folder"] / "serve.log").read_text()[-3000:]
     new_version = versions[0]
     assert new_version["version"] == "2"
+    # the verdict is the gate's rule applied to the two scores it recorded (deterministic wins and losses
+    # of the rule itself: tests/test_register.py)
     gate = new_version["tags"]["gate"]
-    if "champion" in new_version["aliases"]:
-        assert float(new_version["tags"]["test_accuracy"]) > float(gate.split("champion v1 ")[1])
-    else:
-        assert new_version["aliases"] == ["challenger"] and versions[1]["aliases"] == ["champion"]
+    verdict = decide(float(new_version["tags"]["test_accuracy"]), float(gate.split("champion v1 ")[1]))
+    assert new_version["aliases"] == [verdict.alias]
+    assert versions[1]["aliases"] == ([] if verdict.promote else ["champion"])
     assert new_version["tags"]["data_digest.train"] != versions[1]["tags"]["data_digest.train"]
     accepted = list((ops["incoming"] / "accepted").iterdir())
     assert len(accepted) == 1 and accepted[0].name.endswith("-new_rows.csv")

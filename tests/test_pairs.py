@@ -10,8 +10,8 @@ import pytest
 from pydantic import ValidationError
 
 from lowlm.config import PairCorpusConfig
-from lowlm.corpus import CorpusError
-from lowlm.pairs import PairCorpusError, count_tokens, load_pairs, pairs_digest, pairs_fingerprint
+from lowlm.data.corpus import CorpusError
+from lowlm.data.pairs import PairCorpusError, count_tokens, load_pairs, pairs_digest, pairs_fingerprint
 
 DE = [f"ein Hund läuft {i} mal" for i in range(40)]
 EN = [f"a dog runs {i} times" for i in range(40)]

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from lowlm.batching import Batches
+from lowlm.text.batching import Batches
 from lowlm.config import CorpusConfig, TrainConfig, load_pipeline_config
-from lowlm.corpus import load_corpus
-from lowlm.models import build_classifier
-from lowlm.tokenizer import Tokenizer
-from lowlm.train import evaluate, fit
+from lowlm.data.corpus import load_corpus
+from lowlm.config import ClassifierConfigAdapter
+from lowlm.models.kinds import build_model
+from lowlm.text.tokenizer import Tokenizer
+from lowlm.training.objectives import classification_metrics, train_classifier
 
 
 def train_and_test(corpus, kind: str, train_cfg: TrainConfig, **model_options) -> float:
@@ -18,11 +19,12 @@ def train_and_test(corpus, kind: str, train_cfg: TrainConfig, **model_options) -
     enc = {s: tok.encode_batch(c["text"]) for s, c in columns.items()}
     train = Batches(enc["train"], columns["train"]["label"], train_cfg.batch_size, shuffle=True, seed=train_cfg.seed)
     val = Batches(enc["validation"], columns["validation"]["label"], 512)
-    model = build_classifier(kind, tok.vocab_size, len(corpus.labels), words=tok.tokens(), **model_options)
-    if hasattr(model, "index_ngrams"):
+    config = ClassifierConfigAdapter.validate_python({"kind": kind, **model_options})
+    model = build_model(config, vocab_size=tok.vocab_size, num_labels=len(corpus.labels), words=tok.tokens())
+    if kind == "bag_of_ngrams":
         model.index_ngrams((b.ids, b.lengths) for b in train)
-    fit(model, train, val, len(corpus.labels), train_cfg)
-    return evaluate(model, Batches(enc["test"], columns["test"]["label"], 512), len(corpus.labels))["accuracy"]
+    train_classifier(model, train, val, len(corpus.labels), train_cfg)
+    return classification_metrics(model, Batches(enc["test"], columns["test"]["label"], 512), len(corpus.labels))["accuracy"]
 
 
 def test_bag_of_ngrams_on_trec6(shared_data):

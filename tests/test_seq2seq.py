@@ -7,9 +7,12 @@ import random
 import pytest
 import torch
 
-from lowlm.batching import pad
+from lowlm.config import Seq2SeqModelConfig, TrainConfig
+from lowlm.text.batching import PairBatches, pad
 from lowlm.models.seq2seq import Seq2Seq, sequence_loss
-from lowlm.tokenizer import BOS_ID, EOS_ID, PAD_ID
+from lowlm.text.tokenizer import BOS_ID, EOS_ID, PAD_ID
+from lowlm.training.objectives import Seq2SeqObjective
+from lowlm.training.trainer import Trainer
 
 V = 14  # ids 4..13 are the symbols
 
@@ -25,20 +28,12 @@ def make_pairs(n: int, seed: int, task: str = "reverse"):
 
 
 def train(model: Seq2Seq, pairs, epochs: int, smoothing: float = 0.1, seed: int = 0) -> Seq2Seq:
-    torch.manual_seed(seed)
-    rng = random.Random(seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    for _ in range(epochs):
-        rng.shuffle(pairs)
-        for i in range(0, len(pairs), 64):
-            batch = pairs[i:i + 64]
-            src, lengths = pad([s for s, _ in batch])
-            tgt, _ = pad([t for _, t in batch])
-            loss = sequence_loss(model(src, lengths, tgt), tgt[:, 1:], smoothing)
-            opt.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
+    """The one trainer, teacher-forced loss only (no validation): constant rate, clipping at 1."""
+    batches = PairBatches([s for s, _ in pairs], [t for _, t in pairs], batch_size=64, shuffle=True, seed=seed,
+                          group_by_length=False)  # a toy task learnt in a few epochs: every batch mixes lengths
+    config = TrainConfig(epochs=epochs, lr=3e-3, warmup_ratio=0.0, schedule="constant", grad_clip=1.0,
+                         patience=0, seed=seed, progress=False)
+    Trainer(model, Seq2SeqObjective(label_smoothing=smoothing), config).fit(batches)
     return model.eval()
 
 
@@ -53,7 +48,8 @@ def exact_match(output: torch.Tensor, pairs) -> float:
 @pytest.fixture(scope="module")
 def reverser():
     torch.manual_seed(0)
-    model = Seq2Seq(V, V, embedding_dim=32, hidden_dim=64, attention="additive", attention_dim=64, dropout=0.0)
+    model = Seq2Seq(Seq2SeqModelConfig(embedding_dim=32, hidden_dim=64, attention="additive", attention_dim=64,
+                                       dropout=0.0), V, V)
     return train(model, make_pairs(2500, seed=1), epochs=4)
 
 
@@ -95,11 +91,11 @@ def test_max_length_caps_decoding(reverser):
 
 @pytest.mark.parametrize("options", [
     {"attention": "multiplicative", "tie_embeddings": True},
-    {"attention": "additive", "copy": True, "share_embeddings": True},
+    {"attention": "additive", "pointer": True, "share_embeddings": True},
 ])
 def test_variants_learn_to_copy(options):
     torch.manual_seed(0)
-    model = Seq2Seq(V, V, embedding_dim=32, hidden_dim=64, attention_dim=64, dropout=0.0, **options)
+    model = Seq2Seq(Seq2SeqModelConfig(embedding_dim=32, hidden_dim=64, attention_dim=64, dropout=0.0, **options), V, V)
     pairs = make_pairs(2000, seed=2, task="copy")
     train(model, pairs, epochs=3)
     held_out = make_pairs(100, seed=98, task="copy")
@@ -109,7 +105,7 @@ def test_variants_learn_to_copy(options):
 
 def test_copy_needs_one_vocabulary():
     with pytest.raises(ValueError, match="one vocabulary"):
-        Seq2Seq(10, 12, copy=True)
+        Seq2Seq(Seq2SeqModelConfig(pointer=True), 10, 12)
 
 
 def test_sequence_loss_ignores_padding_and_matches_cross_entropy():

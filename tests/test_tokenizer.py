@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lowlm.tokenizer import PAD_ID, UNK_ID, Tokenizer
+from lowlm.text.tokenizer import PAD_ID, UNK_ID, Tokenizer
 
 TEXTS = ["The cat sat on the mat.", "A dog sat on a log!", "the cat and the dog are friends",
          "Cats like mats; dogs like logs."]

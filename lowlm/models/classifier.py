@@ -2,8 +2,9 @@
 
 Both take ``(ids, lengths)`` — right-padded token ids (pad id 0) and true lengths — and return
 logits. Both expose ``features(ids, lengths)`` and a linear ``head``, so few-shot fine-tuning can
-swap the head and keep the encoder, and both carry ``config``, a JSON-able dict that rebuilds them
-(``classifier_from_config``) before ``load_state_dict``.
+swap the head and keep the encoder. Both are built from their config (``lowlm.config.models``) plus
+``dims`` (vocabulary and label counts), which together rebuild them (``lowlm.models.kinds``) before
+``load_state_dict``.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from lowlm.config.models import BagOfNgramsConfig, RNNAttentionConfig
 
 HASH_PRIME = 116049371  # fastText's n-gram hashing multiplier
 
@@ -47,12 +50,12 @@ class BagOfNgrams(nn.Module):
     embedding bag has sparse gradients, so each step updates only the rows it touched.
     """
 
-    def __init__(self, vocab_size: int, num_labels: int, embedding_dim: int = 100, ngrams: int = 2,
-                 buckets: int = 1 << 20, ngram_rows: int = 0, dropout: float = 0.0):
+    def __init__(self, config: BagOfNgramsConfig, vocab_size: int, num_labels: int, ngram_rows: int = 0,
+                 words: list[str] | None = None):  # words: the classifiers' shared signature; hashing needs none
         super().__init__()
-        self.config = {"kind": "bag_of_ngrams", "vocab_size": vocab_size, "num_labels": num_labels,
-                       "embedding_dim": embedding_dim, "ngrams": ngrams, "buckets": buckets,
-                       "ngram_rows": ngram_rows, "dropout": dropout}
+        self.config = config
+        self.dims = {"vocab_size": vocab_size, "num_labels": num_labels, "ngram_rows": ngram_rows}
+        embedding_dim = config.embedding_dim
         self.vocab_size = vocab_size
         # Row 0 is padding (word pad id 0, and dropped/unseen n-grams map there too).
         self.embedding = nn.EmbeddingBag(vocab_size + ngram_rows, embedding_dim, mode="mean",
@@ -61,7 +64,7 @@ class BagOfNgrams(nn.Module):
             self.embedding.weight.uniform_(-1.0 / embedding_dim, 1.0 / embedding_dim)
             self.embedding.weight[0].zero_()
         self.register_buffer("ngram_index", torch.zeros(ngram_rows, dtype=torch.long))
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = nn.Dropout(config.dropout)
         self.head = nn.Linear(embedding_dim, num_labels)
 
     @property
@@ -75,24 +78,24 @@ class BagOfNgrams(nn.Module):
         Call once on the training data before training; returns the number of rows added.
         """
         cfg = self.config
-        if cfg["ngrams"] < 2 or cfg["buckets"] == 0:
+        if cfg.ngrams < 2 or cfg.buckets == 0:
             return 0
-        seen = [hash_ngrams(ids, lengths, cfg["ngrams"], cfg["buckets"]).flatten() for ids, lengths in batches]
+        seen = [hash_ngrams(ids, lengths, cfg.ngrams, cfg.buckets).flatten() for ids, lengths in batches]
         index = torch.unique(torch.cat(seen)) if seen else torch.empty(0, dtype=torch.long)
         index = index[index >= 0]
-        dim = cfg["embedding_dim"]
+        dim = cfg.embedding_dim
         # n-gram rows start at zero (fastText draws them from +-1/dim); the OS allocates zeros lazily.
         extra = torch.zeros(len(index), dim)
         self.embedding.weight = nn.Parameter(torch.cat([self.embedding.weight.data[: self.vocab_size], extra]))
         self.ngram_index = index
-        cfg["ngram_rows"] = len(index)
+        self.dims["ngram_rows"] = len(index)
         return len(index)
 
     def _rows(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         cfg = self.config
         if len(self.ngram_index) == 0:
             return ids
-        hashed = hash_ngrams(ids, lengths, cfg["ngrams"], cfg["buckets"])
+        hashed = hash_ngrams(ids, lengths, cfg.ngrams, cfg.buckets)
         pos = torch.searchsorted(self.ngram_index, hashed.clamp(min=0))
         pos = pos.clamp(max=len(self.ngram_index) - 1)
         known = (self.ngram_index[pos] == hashed) & (hashed >= 0)
@@ -154,32 +157,31 @@ class AdditiveAttentionPool(nn.Module):
 class RNNAttentionClassifier(nn.Module):
     """Word embeddings (optionally + character encoding of each word) -> BiGRU/BiLSTM -> attention pool -> linear."""
 
-    def __init__(self, vocab_size: int, num_labels: int, embedding_dim: int = 100, hidden_dim: int = 128,
-                 layers: int = 1, cell: str = "gru", attention_dim: int = 128, dropout: float = 0.3,
-                 char_dim: int = 0, words: list[str] | None = None):
+    pools_with_attention = True
+
+    def __init__(self, config: RNNAttentionConfig, vocab_size: int, num_labels: int, words: list[str] | None = None):
         super().__init__()
-        self.config = {"kind": "rnn_attention", "vocab_size": vocab_size, "num_labels": num_labels,
-                       "embedding_dim": embedding_dim, "hidden_dim": hidden_dim, "layers": layers, "cell": cell,
-                       "attention_dim": attention_dim, "dropout": dropout, "char_dim": char_dim}
+        self.config, self.dims = config, {"vocab_size": vocab_size, "num_labels": num_labels}
+        embedding_dim, hidden_dim, char_dim = config.embedding_dim, config.hidden_dim, config.char_dim
+        dropout, layers = config.dropout, config.layers
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=0)
         self.chars = None
         if char_dim:
             if words is None or len(words) != vocab_size:
                 raise ValueError("char_dim > 0 needs `words`: the vocabulary ordered by id")
             self.chars = CharWordEncoder(words, char_dim)
-        rnn_cls = {"gru": nn.GRU, "lstm": nn.LSTM}[cell]
+        rnn_cls = {"gru": nn.GRU, "lstm": nn.LSTM}[config.cell]
         self.rnn = rnn_cls(embedding_dim + char_dim, hidden_dim, num_layers=layers, batch_first=True,
                            bidirectional=True, dropout=dropout if layers > 1 else 0.0)
-        self.attention = AdditiveAttentionPool(2 * hidden_dim, attention_dim)
+        self.attention = AdditiveAttentionPool(2 * hidden_dim, config.attention_dim)
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(2 * hidden_dim, num_labels)
-        self.last_attention: torch.Tensor | None = None
 
     @property
     def feature_dim(self) -> int:
         return self.head.in_features
 
-    def features(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def _encode(self, ids: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = self.embedding(ids)
         if self.chars is not None:
             x = torch.cat([x, self.chars(ids)], dim=-1)
@@ -188,29 +190,14 @@ class RNNAttentionClassifier(nn.Module):
         h, _ = self.rnn(packed)
         h, _ = pad_packed_sequence(h, batch_first=True, total_length=ids.shape[1])
         mask = torch.arange(ids.shape[1], device=ids.device).unsqueeze(0) < lengths.unsqueeze(1)
-        pooled, weights = self.attention(h, mask)
-        self.last_attention = weights.detach()
-        return self.dropout(pooled)
+        return self.attention(h, mask)
+
+    def features(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self._encode(ids, lengths)[0])
+
+    def attention_weights(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """(B, T) attention of the pooling over each row's tokens (zero on padding)."""
+        return self._encode(ids, lengths)[1]
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(ids, lengths))
-
-
-def build_classifier(kind: str, vocab_size: int, num_labels: int, words: list[str] | None = None,
-                     **options) -> nn.Module:
-    """Build by kind with the options that kind understands (others are ignored)."""
-    if kind == "bag_of_ngrams":
-        keys = ("embedding_dim", "ngrams", "buckets", "ngram_rows", "dropout")
-        return BagOfNgrams(vocab_size, num_labels, **{k: options[k] for k in keys if k in options})
-    if kind == "rnn_attention":
-        keys = ("embedding_dim", "hidden_dim", "layers", "cell", "attention_dim", "dropout", "char_dim")
-        return RNNAttentionClassifier(vocab_size, num_labels, words=words,
-                                      **{k: options[k] for k in keys if k in options})
-    raise ValueError(f"unknown classifier kind {kind!r}; expected bag_of_ngrams or rnn_attention")
-
-
-def classifier_from_config(config: dict, words: list[str] | None = None) -> nn.Module:
-    """Rebuild an untrained model of the same shape as the one that wrote ``config``."""
-    options = dict(config)
-    return build_classifier(options.pop("kind"), options.pop("vocab_size"), options.pop("num_labels"),
-                            words=words, **options)

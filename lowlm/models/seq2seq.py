@@ -17,7 +17,8 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from lowlm.tokenizer import BOS_ID, EOS_ID, PAD_ID
+from lowlm.config.models import Seq2SeqModelConfig
+from lowlm.text.tokenizer import BOS_ID, EOS_ID, PAD_ID
 
 
 class AdditiveAttention(nn.Module):
@@ -62,14 +63,11 @@ class EncoderState:
 
 
 class Seq2Seq(nn.Module):
-    def __init__(self, src_vocab: int, tgt_vocab: int, embedding_dim: int = 256, hidden_dim: int = 256,
-                 attention: str = "additive", attention_dim: int = 256, dropout: float = 0.2,
-                 tie_embeddings: bool = False, copy: bool = False, share_embeddings: bool = False):
+    def __init__(self, config: Seq2SeqModelConfig, src_vocab: int, tgt_vocab: int):
         super().__init__()
-        self.config = {"kind": "seq2seq", "src_vocab": src_vocab, "tgt_vocab": tgt_vocab,
-                       "embedding_dim": embedding_dim, "hidden_dim": hidden_dim, "attention": attention,
-                       "attention_dim": attention_dim, "dropout": dropout, "tie_embeddings": tie_embeddings,
-                       "copy": copy, "share_embeddings": share_embeddings}
+        self.config, self.dims = config, {"src_vocab": src_vocab, "tgt_vocab": tgt_vocab}
+        embedding_dim, hidden_dim, attention_dim = config.embedding_dim, config.hidden_dim, config.attention_dim
+        copy, share_embeddings = config.pointer, config.share_embeddings
         if (copy or share_embeddings) and src_vocab != tgt_vocab:
             raise ValueError("copy and share_embeddings need one vocabulary for source and target")
         self.src_embedding = nn.Embedding(src_vocab, embedding_dim, padding_idx=PAD_ID)
@@ -77,12 +75,12 @@ class Seq2Seq(nn.Module):
                                                                                        padding_idx=PAD_ID)
         self.encoder = nn.GRU(embedding_dim, hidden_dim, batch_first=True, bidirectional=True)
         self.bridge = nn.Linear(2 * hidden_dim, hidden_dim)
-        attention_cls = {"additive": AdditiveAttention, "multiplicative": MultiplicativeAttention}[attention]
+        attention_cls = {"additive": AdditiveAttention, "multiplicative": MultiplicativeAttention}[config.attention]
         self.attention = attention_cls(hidden_dim, 2 * hidden_dim, attention_dim)
         self.cell = nn.GRUCell(embedding_dim + hidden_dim, hidden_dim)
         self.combine = nn.Linear(hidden_dim + 2 * hidden_dim, hidden_dim)
-        self.dropout = nn.Dropout(dropout)
-        if tie_embeddings:
+        self.dropout = nn.Dropout(config.dropout)
+        if config.tie_embeddings:
             self.to_embedding = nn.Linear(hidden_dim, embedding_dim)
             self.out = None
         else:
@@ -117,7 +115,7 @@ class Seq2Seq(nn.Module):
         return torch.log(probs.clamp_min(1e-12)), hidden, feed, weights
 
     def initial_feed(self, hidden: torch.Tensor) -> torch.Tensor:
-        return hidden.new_zeros(hidden.shape[0], self.config["hidden_dim"])
+        return hidden.new_zeros(hidden.shape[0], self.config.hidden_dim)
 
     # -- training ---------------------------------------------------------------------------------
     def forward(self, src: torch.Tensor, src_lengths: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor:

@@ -33,7 +33,7 @@ from typing import Iterator
 import pandas as pd
 
 from lowlm.config import PairCorpusConfig
-from lowlm.corpus import CorpusError, files_fingerprint, save_splits
+from lowlm.data.corpus import CorpusError, files_fingerprint, save_splits
 
 Pair = tuple[str, str]
 SPLITS = ("train", "validation", "test")

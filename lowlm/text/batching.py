@@ -8,7 +8,7 @@ from typing import Iterator, Sequence
 
 import torch
 
-from lowlm.tokenizer import PAD_ID, UNK_ID
+from lowlm.text.tokenizer import PAD_ID, UNK_ID
 
 
 @dataclass
@@ -71,3 +71,49 @@ class Batches:
             ids, lengths = pad([self.ids[i] for i in index.tolist()])
             labels = None if self.labels is None else self.labels[index]
             yield Batch(ids, lengths, labels, index)
+
+
+@dataclass
+class PairBatch:
+    src: torch.Tensor
+    src_lengths: torch.Tensor
+    tgt: torch.Tensor  # [BOS] ... [EOS], right-padded
+    index: torch.Tensor
+
+
+class PairBatches:
+    """Length-grouped, seeded batches of (source ids, target ids) pairs; re-iterable."""
+
+    def __init__(self, src: Sequence[Sequence[int]], tgt: Sequence[Sequence[int]], batch_size: int = 64,
+                 shuffle: bool = False, seed: int = 0, group_by_length: bool = True):
+        if len(src) != len(tgt):
+            raise ValueError(f"{len(src)} sources but {len(tgt)} targets")
+        self.src, self.tgt = list(src), list(tgt)
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.group_by_length = group_by_length  # False: plain random batches (every length mixed)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.lengths = torch.tensor([len(s) + len(t) for s, t in zip(self.src, self.tgt)])
+
+    def __len__(self) -> int:
+        return (len(self.src) + self.batch_size - 1) // self.batch_size
+
+    @property
+    def target_tokens(self) -> int:
+        return sum(len(t) - 1 for t in self.tgt)  # predicted positions: all but [BOS]
+
+    def __iter__(self) -> Iterator[PairBatch]:
+        n = len(self.src)
+        order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
+        batches = []
+        for chunk in order.split(self.batch_size * 50 if self.group_by_length else n or 1):
+            if self.group_by_length:
+                chunk = chunk[torch.argsort(self.lengths[chunk], stable=True)]
+            batches.extend(chunk.split(self.batch_size))
+        if self.shuffle:
+            batches = [batches[i] for i in torch.randperm(len(batches), generator=self.generator).tolist()]
+        for index in batches:
+            rows = index.tolist()
+            src, lengths = pad([self.src[i] for i in rows])
+            tgt, _ = pad([self.tgt[i] for i in rows])
+            yield PairBatch(src, lengths, tgt, index)

@@ -69,6 +69,20 @@ class Corpus:
         return content_digest({name: self.frame(name) for name in self.splits})
 
 
+def encode_labels(values, labels: list[str], source: str = "labels") -> list[int]:
+    """Label names -> their indices in ``labels`` (a corpus's label list); an unknown name is an error.
+
+    >>> encode_labels(["b", "a", "b"], ["a", "b"])
+    [1, 0, 1]
+    """
+    index = {name: i for i, name in enumerate(labels)}
+    values = list(values)
+    unknown = sorted({str(v) for v in values if v not in index})
+    if unknown:
+        raise CorpusError(f"{source}: label(s) {unknown} are not among the corpus's labels {labels}")
+    return [index[v] for v in values]
+
+
 def save_splits(folder: str | Path, frames: dict[str, pd.DataFrame]) -> dict[str, str]:
     """``folder/<split>.parquet`` per frame; returns split -> path."""
     folder = Path(folder)

@@ -15,6 +15,7 @@ import random
 from typing import Sequence
 
 import numpy as np
+import pandas as pd
 
 
 def make_augmenter(method: str):
@@ -69,4 +70,23 @@ def augment_texts(texts: Sequence[str], labels: Sequence[int], methods: Sequence
                 new = new[0] if isinstance(new, list) else new
                 if new and new.strip() and new != texts[i]:
                     out.append((new, labels[i], method))
+    return out
+
+
+def augment_rows(frame: pd.DataFrame, column: str, methods: Sequence[str], copies: int = 1,
+                 fraction: float = 1.0, seed: int = 13) -> pd.DataFrame:
+    """New rows ready to save: each a copy of a source row (its label, its target, every other column)
+    with ``column`` replaced by an augmented text, plus ``method`` and ``source_row`` (the source's position).
+
+    >>> rows = augment_rows(pd.DataFrame({"text": ["the film was great fun"], "label": ["pos"]}), "text",
+    ...                     ["random_swap"], seed=0)
+    >>> list(rows.columns), rows["label"].tolist(), rows["source_row"].tolist()
+    (['text', 'label', 'method', 'source_row'], ['pos'], [0])
+    """
+    rows = augment_texts(frame[column].tolist(), list(range(len(frame))), methods, copies, fraction, seed)
+    positions = [r[1] for r in rows]
+    out = frame.iloc[positions].reset_index(drop=True).copy()
+    out[column] = [r[0] for r in rows]
+    out["method"] = [r[2] for r in rows]
+    out["source_row"] = positions
     return out

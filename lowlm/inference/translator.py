@@ -1,7 +1,7 @@
 """A trained sequence-to-sequence model with its tokenizers: raw source text in, plain text out.
 
-Saved as plain files like ``TextClassifier``: ``weights.pt`` (state dict, loaded with
-``weights_only=True``), ``source_tokenizer.json``, ``target_tokenizer.json`` and ``model.json``.
+Saved as a bundle (``lowlm.inference.bundle``) of kind ``translator``: ``weights.pt``,
+``source_tokenizer.json``, ``target_tokenizer.json`` and ``bundle.json``.
 
 >>> tr = Translator.load("path/to/folder")                                   # doctest: +SKIP
 >>> tr.translate(["ein Hund läuft im Schnee ."], beam_size=5, max_length=50)  # doctest: +SKIP
@@ -10,18 +10,15 @@ Saved as plain files like ``TextClassifier``: ``weights.pt`` (state dict, loaded
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Sequence
 
 import torch
 
-from lowlm.batching import Batches
+from lowlm.inference.bundle import Bundle, check_texts
+from lowlm.models.kinds import model_from_meta, model_meta
 from lowlm.models.seq2seq import Seq2Seq
-from lowlm.predictor import MODEL, WEIGHTS, content_digest
-from lowlm.tokenizer import EOS_ID, Tokenizer
-
-SOURCE, TARGET = "source_tokenizer.json", "target_tokenizer.json"
+from lowlm.text.batching import Batches
+from lowlm.text.tokenizer import EOS_ID, Tokenizer
 
 
 def cut_at_eos(ids: Sequence[int]) -> list[int]:
@@ -34,7 +31,11 @@ def cut_at_eos(ids: Sequence[int]) -> list[int]:
     return ids[: ids.index(EOS_ID)] if EOS_ID in ids else ids
 
 
-class Translator:
+class Translator(Bundle):
+    kind = "translator"
+    tokenizer_files = {"source_tokenizer.json": "source", "target_tokenizer.json": "target"}
+    serve_params = {"beam_size": 5, "max_length": 80}
+
     def __init__(self, model: Seq2Seq, source: Tokenizer, target: Tokenizer):
         self.model = model
         self.source = source
@@ -59,8 +60,7 @@ class Translator:
 
     def translate(self, texts: Sequence[str], beam_size: int = 1, max_length: int = 64, **kwargs) -> list[str]:
         """Detokenised output text per input text."""
-        if isinstance(texts, str):
-            raise TypeError("expected a list of strings, got one string; wrap it in a list")
+        texts = check_texts(texts)
         return [self.target.decode(ids) for ids in self.generate(texts, beam_size, max_length, **kwargs)]
 
     @torch.no_grad()
@@ -76,31 +76,17 @@ class Translator:
         out_tokens = [self.target.id_to_token(i) for i in produced[:n]]
         return src_tokens, out_tokens, weights[0, :n, : len(ids)]
 
-    def save(self, folder: str | Path) -> Path:
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        torch.save(self.model.state_dict(), folder / WEIGHTS)
-        self.source.save(folder / SOURCE)
-        self.target.save(folder / TARGET)
-        (folder / MODEL).write_text(json.dumps({"config": self.model.config}, indent=1))
-        return folder
+    # -- bundle ------------------------------------------------------------------------------------
+    def meta(self) -> dict:
+        return model_meta(self.model)
 
     @classmethod
-    def load(cls, folder: str | Path) -> "Translator":
-        folder = Path(folder)
-        for name in (WEIGHTS, SOURCE, TARGET, MODEL):
-            if not (folder / name).exists():
-                raise FileNotFoundError(f"{folder}: missing {name}; expected a folder written by Translator.save")
-        return cls.from_files(folder / WEIGHTS, folder / SOURCE, folder / TARGET, folder / MODEL)
+    def from_parts(cls, meta: dict, tokenizers: dict, weights: dict) -> "Translator":
+        net = model_from_meta(meta)
+        net.load_state_dict(weights)
+        return cls(net.eval(), tokenizers["source"], tokenizers["target"])
 
-    @classmethod
-    def from_files(cls, weights, source, target, model) -> "Translator":
-        config = dict(json.loads(Path(model).read_text())["config"])
-        config.pop("kind")
-        net = Seq2Seq(**config)
-        net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-        return cls(net.eval(), Tokenizer.load(source), Tokenizer.load(target))
-
-    def digest(self) -> str:
-        """Content hash of the weights and both vocabularies."""
-        return content_digest(self.model, self.source.to_json(), self.target.to_json())
+    def serve(self, texts: list[str], params: dict) -> dict[str, list]:
+        params = {**self.serve_params, **(params or {})}
+        return {"generated": self.translate(texts, beam_size=int(params["beam_size"]),
+                                            max_length=int(params["max_length"]))}

@@ -1,7 +1,8 @@
 """Few-shot transfer: keep a trained encoder, fit a new linear head on k labelled examples per class.
 
 The encoder is frozen, so its features for the k-shot set are computed once and the head trains on
-them full-batch in milliseconds. The result is a new ``TextClassifier`` for the new label set.
+them full-batch, on the one trainer (``FeatureObjective``), in milliseconds. The result is a new
+``TextClassifier`` for the new label set.
 """
 
 from __future__ import annotations
@@ -14,9 +15,12 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from lowlm.batching import Batches
-from lowlm.metrics import classification_report, majority_baseline
-from lowlm.predictor import TextClassifier
+from lowlm.text.batching import Batches
+from lowlm.evaluation.metrics import classification_report, majority_baseline
+from lowlm.config import TrainConfig
+from lowlm.inference.classifier import TextClassifier
+from lowlm.training.objectives import FeatureObjective
+from lowlm.training.trainer import Trainer, seed_everything
 
 
 def sample_k_per_class(labels: Sequence[int], k: int, seed: int = 13) -> list[int]:
@@ -56,20 +60,21 @@ class FewShotResult:
 def fit_head(base: TextClassifier, train_texts: Sequence[str], train_labels: Sequence[int],
              eval_texts: Sequence[str], eval_labels: Sequence[int], label_names: Sequence[str], k: int = 8,
              epochs: int = 30, lr: float = 1e-2, seed: int = 13) -> FewShotResult:
-    """Fine-tune a new head on ``k`` examples per class of ``train_*``; evaluate on ``eval_*``."""
-    torch.manual_seed(seed)
+    """Fine-tune a new head on ``k`` examples per class of ``train_*``; evaluate on ``eval_*``.
+
+    Full-batch AdamW steps (one epoch = one step on the k-shot set), constant rate, no clipping.
+    """
     shots = sample_k_per_class(train_labels, k, seed)
     x = encode_features(base, [train_texts[i] for i in shots])
     y = torch.tensor([train_labels[i] for i in shots], dtype=torch.long)
+    seed_everything(seed)
     head = nn.Linear(x.shape[1], len(label_names))
-    optimizer = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=0.01)
-    for _ in range(epochs):
-        optimizer.zero_grad()
-        nn.functional.cross_entropy(head(x), y).backward()
-        optimizer.step()
+    config = TrainConfig(epochs=epochs, lr=lr, weight_decay=0.01, warmup_ratio=0.0, schedule="constant",
+                         grad_clip=0.0, patience=0, seed=seed, progress=False)
+    Trainer(head, FeatureObjective(), config).fit([(x, y)])
     model = copy.deepcopy(base.model)
     model.head = head
-    model.config = {**model.config, "num_labels": len(label_names)}
+    model.dims = {**model.dims, "num_labels": len(label_names)}
     tuned = TextClassifier(model.eval(), base.tokenizer, label_names)
     pred = tuned.predict_proba(list(eval_texts)).argmax(dim=1).tolist()
     report = classification_report(list(eval_labels), pred, label_names)

@@ -105,3 +105,11 @@ def rouge(hypotheses: Sequence[str], references: Sequence[str]) -> dict[str, flo
 def _same_length(hypotheses: Sequence[str], references: Sequence[str]) -> None:
     if len(hypotheses) != len(references):
         raise ValueError(f"{len(hypotheses)} hypotheses but {len(references)} references")
+
+
+def score_texts(metric: str, hypotheses: list[str], references: list[str], bleu_tokenize: str = "13a") -> float:
+    if metric == "bleu":
+        return bleu(hypotheses, references, tokenize=bleu_tokenize)
+    if metric == "chrf":
+        return chrf(hypotheses, references)
+    return rouge(hypotheses, references)["rougeL"]

@@ -18,8 +18,7 @@ from mlflow.models import ModelSignature, infer_signature
 from mlflow.pyfunc import PythonModel
 from mlflow.types import ColSpec, DataType, ParamSchema, ParamSpec, Schema
 
-from lowlm.predictor import MODEL, TOKENIZER, WEIGHTS, TextClassifier
-from lowlm.translator import SOURCE, TARGET, Translator
+from lowlm.inference.bundle import load_bundle
 
 TEXT_COLUMN = "text"
 
@@ -42,9 +41,8 @@ def _texts(model_input) -> list[str]:
 
 
 class LowlmPyfunc(PythonModel):
-    """Raw strings in. A classifier answers label, score and per-class probabilities per input; a
-    sequence-to-sequence model answers the generated text, with ``beam_size`` and ``max_length`` as
-    inference parameters."""
+    """Raw strings in; the bundle answers for its kind (``Bundle.serve``): a classifier its label, score and
+    per-class probabilities, a translator the generated text (``beam_size``, ``max_length`` as parameters)."""
 
     # No type hints on predict, and no MLflow type-hint validation: the explicit signature in
     # log_pyfunc validates inputs. This class attribute is how MLflow's own ChatModel opts out; it
@@ -52,47 +50,25 @@ class LowlmPyfunc(PythonModel):
     _skip_type_hint_validation = True
 
     def load_context(self, context) -> None:
-        art = context.artifacts
-        if "source_tokenizer" in art:
-            self.model = Translator.from_files(art["weights"], art["source_tokenizer"], art["target_tokenizer"],
-                                               art["model"])
-        else:
-            self.model = TextClassifier.from_files(art["weights"], art["tokenizer"], art["model"])
+        self.bundle = load_bundle(context.artifacts["bundle"])
 
     def predict(self, context, model_input, params=None) -> pd.DataFrame:
-        texts = _texts(model_input)
-        if isinstance(self.model, Translator):
-            params = {**DECODING, **(params or {})}
-            out = self.model.translate(texts, beam_size=int(params["beam_size"]), max_length=int(params["max_length"]))
-            return pd.DataFrame({"generated": out})
-        rows = self.model.predict(texts)
-        return pd.DataFrame({
-            "label": [r["label"] for r in rows],
-            "score": [r["score"] for r in rows],
-            "probabilities": [r["probabilities"] for r in rows],
-        })
-
-
-DECODING = {"beam_size": 5, "max_length": 80}
+        return pd.DataFrame(self.bundle.serve(_texts(model_input), params or {}))
 
 
 def log_pyfunc(folder: str | Path, name: str = "model", input_example: list[str] | None = None,
                registered_model_name: str | None = None):
-    """Log a folder written by ``TextClassifier.save`` or ``Translator.save`` as a pyfunc model.
+    """Log a bundle folder (any kind ``load_bundle`` knows) as a pyfunc model.
 
     Returns MLflow's ``ModelInfo``. The output signature comes from a real prediction on
-    ``input_example``; requirements are the project's pinned packages (no slow inference).
+    ``input_example``; the inference parameters are the bundle kind's ``serve_params``;
+    requirements are the project's pinned packages.
     """
     folder = Path(folder)
     wrapper = LowlmPyfunc()
-    if (folder / SOURCE).exists():
-        wrapper.model = Translator.load(folder)
-        artifacts = {"weights": WEIGHTS, "source_tokenizer": SOURCE, "target_tokenizer": TARGET, "model": MODEL}
-        params = ParamSchema([ParamSpec(key, DataType.long, value) for key, value in DECODING.items()])
-    else:
-        wrapper.model = TextClassifier.load(folder)
-        artifacts = {"weights": WEIGHTS, "tokenizer": TOKENIZER, "model": MODEL}
-        params = None
+    wrapper.bundle = load_bundle(folder)
+    defaults = wrapper.bundle.serve_params
+    params = ParamSchema([ParamSpec(k, DataType.long, v) for k, v in defaults.items()]) if defaults else None
     example = list(input_example or ["an example sentence"])
     # One unnamed string column: a list of strings, a Series or a one-column DataFrame all pass.
     signature = ModelSignature(inputs=Schema([ColSpec(DataType.string)]),
@@ -101,8 +77,8 @@ def log_pyfunc(folder: str | Path, name: str = "model", input_example: list[str]
     return mlflow.pyfunc.log_model(
         name=name,
         python_model=str(Path(__file__)),
-        artifacts={key: str(folder / file) for key, file in artifacts.items()},
-        code_paths=[str(Path(__file__).parent)],
+        artifacts={"bundle": str(folder)},
+        code_paths=[str(Path(__file__).resolve().parents[1])],  # the lowlm package, stored beside the model
         signature=signature,
         input_example=example,
         pip_requirements=_requirements(),

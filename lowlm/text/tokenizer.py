@@ -119,6 +119,22 @@ class Tokenizer:
         """Encode many texts at once (the Rust backend runs them in parallel)."""
         return [enc.ids[: self.max_length] for enc in self.backend.encode_batch(list(texts))]
 
+    def stats(self, texts: Sequence[str]) -> dict[str, float]:
+        """How this vocabulary fits ``texts``: size, mean and longest length (before truncation),
+        share of unknown tokens, and how many texts ``max_length`` cuts.
+
+        >>> tok = Tokenizer.train(["a b c", "a b"], kind="word")
+        >>> s = tok.stats(["a b z"]); s["unk_rate"], s["mean_tokens"], s["truncated"]
+        (0.3333333333333333, 3.0, 0)
+        """
+        full = [enc.ids for enc in self.backend.encode_batch(list(texts))]
+        kept = [ids[: self.max_length] for ids in full]
+        tokens = max(1, sum(len(ids) for ids in kept))
+        return {"vocab_size": self.vocab_size, "mean_tokens": sum(len(ids) for ids in full) / max(1, len(full)),
+                "max_tokens": max((len(ids) for ids in full), default=0),
+                "unk_rate": sum(ids.count(UNK_ID) for ids in kept) / tokens,
+                "truncated": sum(len(ids) > self.max_length for ids in full)}
+
     def decode(self, ids: Sequence[int]) -> str:
         text = self.backend.decode(list(ids), skip_special_tokens=True)
         return detokenize(text) if self.kind == "word" else text

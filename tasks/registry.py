@@ -10,7 +10,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
 
-CHAMPION, CHALLENGER = "champion", "challenger"
+from lowlm.evaluation.gate import CHALLENGER, CHAMPION  # noqa: F401 (the aliases, re-exported for tasks)
 
 
 def registry_versions(uri: str, name: str | None = None) -> list[dict]:

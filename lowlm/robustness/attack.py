@@ -13,7 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
-from lowlm.predictor import TextClassifier
+from lowlm.inference.classifier import TextClassifier
 
 CHAR_METHODS = {
     "char_swap": ("RandomCharAug", {"action": "swap"}),

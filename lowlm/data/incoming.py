@@ -41,7 +41,8 @@ from pathlib import Path
 import pandas as pd
 
 from lowlm.config import CorpusConfig
-from lowlm.corpus import DATA_SUFFIXES, CorpusError, _format_of, _validate_rows, content_digest, load_corpus, read_file
+from lowlm.data.corpus import (DATA_SUFFIXES, CorpusError, _format_of, _validate_rows, content_digest, load_corpus,
+                               read_file)
 
 ACCEPTED, REJECTED = "accepted", "rejected"
 
@@ -90,6 +91,20 @@ def read_rows(path: str | Path, cfg: CorpusConfig, added: bool = True) -> pd.Dat
     frame = read_file(path, cfg)
     word = "line" if _format_of(path, cfg.format) in LINE_FORMATS else "row"
     return _validate_rows(frame, str(path), word)[["text", "label"]]
+
+
+def check_files(files, cfg: CorpusConfig) -> dict[Path, pd.DataFrame]:
+    """Every file's rows (see ``read_rows``), or one ``CorpusError`` naming every file that cannot be used:
+    all files are checked before any is queued, so one bad file queues none."""
+    checked, errors = {}, []
+    for file in files:
+        try:
+            checked[Path(file)] = read_rows(file, cfg)
+        except CorpusError as exc:
+            errors.append(str(exc))
+    if errors:
+        raise CorpusError("nothing queued:\n  " + "\n  ".join(errors))
+    return checked
 
 
 def _digest_bytes(path: Path) -> str:

@@ -1,4 +1,4 @@
-"""The pyfunc adapter: log, register, load from the registry, predict on raw strings."""
+"""The pyfunc adapter and the bundles it serves: log, register, load from the registry, predict raw strings."""
 
 from __future__ import annotations
 
@@ -9,8 +9,12 @@ import mlflow
 import pandas as pd
 import torch
 
-from lowlm.mlflow_model import log_pyfunc
-from lowlm.predictor import TextClassifier
+import pytest
+
+from lowlm.inference.bundle import BundleError, load_bundle
+from lowlm.inference.classifier import TextClassifier
+from lowlm.inference.translator import Translator
+from lowlm.serving.pyfunc import log_pyfunc
 
 
 def test_pyfunc_round_trip(trained_sample, tmp_path, tracking_uri):
@@ -36,10 +40,11 @@ def test_pyfunc_round_trip(trained_sample, tmp_path, tracking_uri):
     local = mlflow.artifacts.download_artifacts(info.model_uri)
     names = {p.name for p in __import__("pathlib").Path(local).rglob("*")}
     assert "python_model.pkl" not in names
-    assert {"weights.pt", "tokenizer.json", "model.json"} <= names
+    assert {"weights.pt", "tokenizer.json", "bundle.json"} <= names
     state = torch.load(folder / "weights.pt", weights_only=True)
     assert all(isinstance(v, torch.Tensor) for v in state.values())
-    assert json.loads((folder / "model.json").read_text())["labels"] == clf.labels
+    meta = json.loads((folder / "bundle.json").read_text())
+    assert meta["kind"] == "classifier" and meta["model"]["kind"] == "rnn_attention" and meta["labels"] == clf.labels
     assert zipfile.is_zipfile(folder / "weights.pt")
 
 
@@ -50,3 +55,23 @@ def test_digest_tracks_weights(trained_sample, tmp_path):
     with torch.no_grad():
         loaded.model.head.bias.add_(1.0)
     assert loaded.digest() != clf.digest()
+
+
+def test_bundles_load_by_their_recorded_kind(trained_sample, tmp_path):
+    clf = trained_sample["classifier"]
+    folder = clf.save(tmp_path / "clf")
+    assert type(load_bundle(folder)) is TextClassifier
+    with pytest.raises(BundleError, match="a 'classifier' bundle, not a 'translator' one"):
+        Translator.load(folder)
+    meta = json.loads((folder / "bundle.json").read_text())
+    (folder / "bundle.json").write_text(json.dumps({**meta, "kind": "reader"}))
+    with pytest.raises(BundleError, match="unknown bundle kind 'reader'"):
+        load_bundle(folder)
+
+
+def test_a_folder_from_before_kinds_were_recorded_says_how_to_get_a_new_one(tmp_path):
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "model.json").write_text(json.dumps({"config": {"kind": "rnn_attention"}, "labels": ["a", "b"]}))
+    with pytest.raises(BundleError, match="before bundles recorded their kind.*train it again"):
+        load_bundle(old)

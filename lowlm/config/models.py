@@ -1,0 +1,69 @@
+"""Model configs, one class per kind of model, told apart by ``kind``; each is passed straight to the
+model it builds (``lowlm.models.build_model``).
+
+>>> ClassifierConfigAdapter.validate_python({"kind": "bag_of_ngrams", "ngrams": 3}).ngrams
+3
+>>> ClassifierConfigAdapter.validate_python({"hidden_dim": 64}).kind   # no kind: the default kind
+'rnn_attention'
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Union
+
+from pydantic import Discriminator, Field, Tag, TypeAdapter
+
+from lowlm.config.base import _Strict
+
+
+class BagOfNgramsConfig(_Strict):
+    """fastText's supervised model: mean of word and hashed word-n-gram embeddings -> linear layer."""
+
+    kind: Literal["bag_of_ngrams"] = "bag_of_ngrams"
+    embedding_dim: int = Field(100, gt=0)
+    ngrams: int = Field(2, ge=1, le=4, description="Longest word n-gram (1: words only).")
+    buckets: int = Field(1 << 20, ge=0, description="Hashed n-gram buckets (0 disables n-grams).")
+    dropout: float = Field(0.0, ge=0, lt=1, description="On the averaged embedding (fastText has none).")
+
+
+class RNNAttentionConfig(_Strict):
+    """Word embeddings (+ optional character encoding) -> BiGRU/BiLSTM -> additive attention pool -> linear."""
+
+    kind: Literal["rnn_attention"] = "rnn_attention"
+    embedding_dim: int = Field(100, gt=0)
+    cell: Literal["gru", "lstm"] = "gru"
+    hidden_dim: int = Field(128, gt=0)
+    layers: int = Field(1, ge=1, le=4)
+    attention_dim: int = Field(128, gt=0)
+    char_dim: int = Field(0, ge=0, description="Character-encoding size per word; 0 disables it.")
+    dropout: float = Field(0.3, ge=0, lt=1)
+
+
+class Seq2SeqModelConfig(_Strict):
+    """BiGRU encoder, additive or multiplicative attention, GRU decoder with input feeding."""
+
+    kind: Literal["seq2seq"] = "seq2seq"
+    embedding_dim: int = Field(256, gt=0)
+    hidden_dim: int = Field(256, gt=0)
+    attention: Literal["additive", "multiplicative"] = "additive"
+    attention_dim: int = Field(256, gt=0)
+    dropout: float = Field(0.2, ge=0, lt=1)
+    tie_embeddings: bool = False
+    pointer: bool = Field(False, description="Pointer-generator: copy source tokens (needs tokenizer.joint).")
+    share_embeddings: bool = Field(False, description="One embedding table for both sides (needs tokenizer.joint).")
+
+
+DEFAULT_CLASSIFIER = "rnn_attention"
+
+
+def _classifier_kind(value) -> str:
+    kind = value.get("kind", DEFAULT_CLASSIFIER) if isinstance(value, dict) else getattr(value, "kind", None)
+    return kind
+
+
+ClassifierConfig = Annotated[
+    Union[Annotated[BagOfNgramsConfig, Tag("bag_of_ngrams")], Annotated[RNNAttentionConfig, Tag("rnn_attention")]],
+    Discriminator(_classifier_kind),
+]
+ClassifierConfigAdapter = TypeAdapter(ClassifierConfig)
+ModelConfig = Annotated[Union[BagOfNgramsConfig, RNNAttentionConfig, Seq2SeqModelConfig], Field(discriminator="kind")]

@@ -1,0 +1,109 @@
+"""One config per pipeline stage: tokenizers, augmentation, attacks, training, few-shot, decoding, registry."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from lowlm.config.base import _Strict
+from lowlm.config.data import CorpusConfig
+
+
+class TokenizerConfig(_Strict):
+    kind: Literal["word", "bpe", "char"] = "word"
+    lowercase: bool = True
+    nfkc: bool = True
+    vocab_size: int = Field(30000, gt=10)
+    min_frequency: int = Field(1, ge=1)
+    max_length: int = Field(128, gt=0, description="Longer inputs are truncated at encode time.")
+
+
+class AugmentConfig(_Strict):
+    enabled: bool = True
+    methods: list[Literal["random_swap", "random_delete", "synonym", "spelling", "char_keyboard"]] = Field(
+        default_factory=lambda: ["random_swap", "synonym"]
+    )
+    copies: int = Field(1, ge=1, description="Augmented copies per source row and method.")
+    fraction: float = Field(0.5, gt=0, le=1, description="Share of train rows to augment.")
+    seed: int = 13
+
+
+class AttackConfig(_Strict):
+    enabled: bool = True
+    methods: list[Literal["char_swap", "char_keyboard", "char_insert", "char_delete"]] = Field(
+        default_factory=lambda: ["char_swap", "char_keyboard"]
+    )
+    max_examples: int = Field(200, gt=0, description="Correctly classified test rows to attack.")
+    tries: int = Field(5, ge=1, description="Perturbations tried per example and method.")
+    seed: int = 13
+
+
+class TrainConfig(_Strict):
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(32, ge=1)
+    lr: float = Field(2e-3, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    schedule: Literal["linear", "cosine", "constant"] = "linear"
+    grad_clip: float = Field(1.0, ge=0, description="Max gradient norm; 0 disables clipping.")
+    patience: int = Field(3, ge=0, description="Epochs without improvement before stopping; 0 = never.")
+    metric: Literal["accuracy", "macro_f1"] = "accuracy"
+    seed: int = 13
+    threads: int | None = Field(None, ge=1, description="torch threads; None keeps torch's default.")
+    device: str = Field("cpu", description="'cpu', 'cuda', 'cuda:1' or 'auto' (cuda when available).")
+    progress: bool = True
+
+
+class FewShotConfig(_Strict):
+    enabled: bool = True
+    corpus: CorpusConfig | None = None
+    k: int = Field(8, ge=1, description="Labelled examples per class used for fine-tuning.")
+    epochs: int = Field(30, ge=1)
+    lr: float = Field(1e-2, gt=0)
+    seed: int = 13
+
+
+class RegistryConfig(_Strict):
+    model_name: str = "lowlm-classifier"
+    metric: Literal["accuracy", "macro_f1"] = "accuracy"
+
+
+class Seq2SeqTrainConfig(TrainConfig):
+    """Training settings for sequence-to-sequence models: the classifier's plus decoding and smoothing."""
+
+    label_smoothing: float = Field(0.1, ge=0, lt=1)
+    metric: Literal["bleu", "chrf", "rougeL", "loss"] = Field(
+        "bleu", description="Validation metric for early stopping (greedy decoding; 'loss' is teacher-forced).")
+    bleu_tokenize: str = Field("13a", description="sacreBLEU tokenizer: '13a', or 'zh' for Chinese targets.")
+    validation_max_pairs: int = Field(1000, ge=1, description="Validation pairs decoded after each epoch.")
+    max_length: int = Field(80, gt=0, description="Longest output when decoding.")
+
+
+class PairTokenizerConfig(_Strict):
+    source: TokenizerConfig = Field(default_factory=lambda: TokenizerConfig(max_length=100))
+    target: TokenizerConfig = Field(default_factory=lambda: TokenizerConfig(max_length=100))
+    joint: bool = Field(False, description="One vocabulary for both sides (trained on both): needed for copying.")
+
+
+class PairAugmentConfig(_Strict):
+    """Noise on the source side of training pairs (targets stay clean): robustness to typos."""
+
+    enabled: bool = False
+    methods: list[Literal["random_swap", "random_delete", "spelling", "char_keyboard"]] = Field(
+        default_factory=lambda: ["char_keyboard"])
+    copies: int = Field(1, ge=1)
+    fraction: float = Field(0.2, gt=0, le=1)
+    seed: int = 13
+
+
+class DecodeConfig(_Strict):
+    beam_size: int = Field(5, ge=1)
+    max_length: int = Field(80, gt=0)
+    length_penalty: float = Field(1.0, ge=0)
+    attention_samples: int = Field(4, ge=0, description="Test sentences drawn as attention heat maps.")
+
+
+class Seq2SeqRegistryConfig(_Strict):
+    model_name: str = "lowlm-seq2seq"
+    metric: Literal["bleu", "chrf", "rougeL"] = "bleu"

@@ -1,0 +1,1 @@
+"""Corpora: labelled text, source -> target pairs, incoming data for retraining; their digests."""

@@ -1,0 +1,1 @@
+"""Metrics (classification, BLEU/chrF/ROUGE) and plots."""

@@ -1,0 +1,1 @@
+"""Trained bundles that take raw text: save, load, digest, predict or generate."""

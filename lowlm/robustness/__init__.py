@@ -1,0 +1,1 @@
+"""Robustness: data augmentation (nlpaug) and adversarial attacks."""

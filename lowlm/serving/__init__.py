@@ -1,0 +1,1 @@
+"""The MLflow pyfunc adapter: the only MLflow code in lowlm."""

@@ -1,0 +1,1 @@
+"""Text to ids: tokenizers (word, BPE, character) and padded, length-grouped batches."""

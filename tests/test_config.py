@@ -1,0 +1,66 @@
+"""Configs: declared kinds (a model config per ``kind``, a pipeline per ``task``), presets, overrides."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from lowlm.config import (CONFIGS_DIR, BagOfNgramsConfig, PipelineConfig, RNNAttentionConfig, Seq2SeqPipelineConfig,
+                          load_pipeline_config, pipeline_task)
+from lowlm.models.kinds import MODEL_KINDS, build_model, model_class
+
+
+@pytest.mark.parametrize("preset", sorted(p.stem for p in CONFIGS_DIR.glob("*.yaml")))
+def test_every_preset_declares_its_task_and_validates(preset):
+    task = pipeline_task(preset)
+    config = load_pipeline_config(preset)
+    assert config.task == task
+    assert type(config) is {"classification": PipelineConfig, "seq2seq": Seq2SeqPipelineConfig}[task]
+    assert config.model.kind in MODEL_KINDS
+
+
+def test_a_preset_without_a_task_is_refused_with_the_choices(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text("corpus: {path: data/sample/intents.csv}\n")
+    with pytest.raises(ValueError, match=r"mine\.yaml: no 'task' setting.*classification, seq2seq"):
+        load_pipeline_config(path)
+    path.write_text("task: qa\ncorpus: {path: x.csv}\n")
+    with pytest.raises(ValueError, match="task 'qa' is not a kind of pipeline"):
+        load_pipeline_config(path)
+
+
+def test_a_preset_run_as_the_wrong_kind_of_pipeline_is_an_error():
+    with pytest.raises(ValueError, match="task"):
+        load_pipeline_config("translate-sample", model=PipelineConfig)
+
+
+def test_model_configs_are_told_apart_by_kind():
+    config = PipelineConfig.model_validate({"corpus": {"path": "x.csv"}, "model": {"kind": "bag_of_ngrams",
+                                                                                   "ngrams": 3}})
+    assert isinstance(config.model, BagOfNgramsConfig) and config.model.ngrams == 3
+    # settings of another kind are errors, not silently ignored
+    with pytest.raises(ValidationError, match="hidden_dim"):
+        PipelineConfig.model_validate({"corpus": {"path": "x.csv"}, "model": {"kind": "bag_of_ngrams",
+                                                                              "hidden_dim": 64}})
+    with pytest.raises(ValidationError, match="kind"):
+        PipelineConfig.model_validate({"corpus": {"path": "x.csv"}, "model": {"kind": "transformer"}})
+    assert isinstance(PipelineConfig.model_validate({"corpus": {"path": "x.csv"}}).model, RNNAttentionConfig)
+
+
+def test_switching_kind_by_override_starts_from_that_kinds_defaults():
+    config = load_pipeline_config("sample", {"model.kind": "bag_of_ngrams", "model.embedding_dim": 32})
+    assert config.model == BagOfNgramsConfig(embedding_dim=32)
+    same = load_pipeline_config("sample", {"model.kind": "rnn_attention"})
+    assert same.model.char_dim == 32  # the preset's own kind: its settings stay
+
+
+def test_each_kind_builds_its_class_from_its_config():
+    net = build_model(BagOfNgramsConfig(embedding_dim=4), vocab_size=10, num_labels=2)
+    assert type(net) is model_class("bag_of_ngrams") and net.config.embedding_dim == 4
+    with pytest.raises(ValueError, match="unknown model kind 'cnn'"):
+        model_class("cnn")
+
+
+def test_the_prefect_form_schema_names_both_classifier_kinds():
+    schema = PipelineConfig.model_json_schema()
+    assert {"BagOfNgramsConfig", "RNNAttentionConfig"} <= set(schema["$defs"])
