@@ -49,6 +49,9 @@ class TrainConfig(_Strict):
     grad_clip: float = Field(1.0, ge=0, description="Max gradient norm; 0 disables clipping.")
     patience: int = Field(3, ge=0, description="Epochs without improvement before stopping; 0 = never.")
     metric: Literal["accuracy", "macro_f1"] = "accuracy"
+    sparse_optimizer: Literal["sparse_adam", "lazy_adam"] = Field(
+        "lazy_adam", description="For sparse embedding tables: LazyAdam (SparseAdam's updates, gathering only "
+                                 "the touched rows; faster), or torch's SparseAdam.")
     seed: int = 13
     threads: int | None = Field(None, ge=1, description="torch threads; None keeps torch's default.")
     device: str = Field("cpu", description="'cpu', 'cuda', 'cuda:1' or 'auto' (cuda when available).")

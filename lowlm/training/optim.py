@@ -1,4 +1,5 @@
-"""Optimizers for the trainer: AdamW for dense parameters, a sparse Adam for sparse embedding tables."""
+"""Optimizers for the trainer: AdamW for dense parameters, a lazy Adam (or torch's SparseAdam) for
+sparse embedding tables."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import torch
 from torch import nn
 
 from lowlm.config import TrainConfig
+from lowlm.training.lazy_adam import LazyAdam
 
 
 def sparse_parameters(model: nn.Module) -> list[nn.Parameter]:
@@ -15,7 +17,8 @@ def sparse_parameters(model: nn.Module) -> list[nn.Parameter]:
 
 def make_optimizers(model: nn.Module, cfg: TrainConfig, param_groups: list[dict] | None = None
                     ) -> list[torch.optim.Optimizer]:
-    """AdamW for dense parameters (no decay on biases, norms, embeddings); SparseAdam for sparse tables.
+    """AdamW for dense parameters (no decay on biases, norms, embeddings); for sparse tables LazyAdam, or
+    torch's SparseAdam with ``cfg.sparse_optimizer == "sparse_adam"`` (the same updates, slower).
 
     Frozen parameters are included (they get no gradient, so nothing moves them), so unfreezing them
     later in a run needs no new optimizer. ``param_groups`` replaces the dense groups: each a dict
@@ -40,5 +43,6 @@ def make_optimizers(model: nn.Module, cfg: TrainConfig, param_groups: list[dict]
     if groups:
         optimizers.append(torch.optim.AdamW(groups, lr=cfg.lr))
     if sparse:
-        optimizers.append(torch.optim.SparseAdam(sparse, lr=cfg.lr))
+        sparse_adam = LazyAdam if cfg.sparse_optimizer == "lazy_adam" else torch.optim.SparseAdam
+        optimizers.append(sparse_adam(sparse, lr=cfg.lr))
     return optimizers
