@@ -218,22 +218,14 @@ def data_add(files: Annotated[list[Path], typer.Argument(help="CSV/TSV/JSONL/Par
     """
     from lowlm.config import PipelineConfig, load_pipeline_config
     from lowlm.data.corpus import CorpusError, load_corpus
-    from lowlm.data.incoming import add_file, read_rows
+    from lowlm.data.incoming import add_file, check_files
 
     try:
         config = load_pipeline_config(preset, {}, PipelineConfig)
         known = set(load_corpus(config.corpus).labels)
+        checked = check_files(files, config.corpus)
     except (FileNotFoundError, ValueError) as exc:  # CorpusError is a ValueError
         fail(str(exc))
-    checked = {}
-    errors = []
-    for file in files:
-        try:
-            checked[file] = read_rows(file, config.corpus)
-        except CorpusError as exc:
-            errors.append(str(exc))
-    if errors:
-        fail("nothing queued:\n  " + "\n  ".join(errors))
     added = []
     for file, rows in checked.items():
         try:
