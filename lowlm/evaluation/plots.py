@@ -8,11 +8,18 @@ from __future__ import annotations
 from functools import cache
 from typing import Sequence
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+
+def _pyplot():
+    """matplotlib's pyplot on the Agg backend, imported on first use: a run whose stages are all
+    cached draws nothing, and importing matplotlib costs it a second or two."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 @cache
@@ -30,6 +37,7 @@ def _cjk_fallback() -> str | None:
     if not names:
         return None
     name = sorted(names, key=lambda n: ("SC" not in n, n))[0]
+    plt = _pyplot()
     plt.rcParams["font.family"] = ["DejaVu Sans", name]
     return name
 
@@ -42,6 +50,7 @@ def _needs_cjk(tokens) -> None:
 def confusion_matrix_figure(cm: Sequence[Sequence[int]], labels: Sequence[str], title: str = "Confusion matrix"):
     cm = np.asarray(cm)
     size = max(4.0, 0.5 * len(labels) + 2)
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(size, size))
     ax.imshow(cm, cmap="Blues")
     ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
@@ -63,6 +72,7 @@ def _curves(history: Sequence[dict], metrics: dict[str, str], title: str, train_
             ylim: tuple[float, float] | None = None):
     """Train and validation loss (left) beside validation ``metrics`` (history key -> label), per epoch."""
     epochs = range(1, len(history) + 1)
+    plt = _pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     left.plot(epochs, [h["train_loss"] for h in history], marker="o", label=train_label)
     left.plot(epochs, [h["val_loss"] for h in history], marker="o", label="validation loss")
@@ -94,6 +104,7 @@ def attention_matrix_figure(source: Sequence[str], output: Sequence[str], weight
     """Heat map of one sentence's attention: output tokens (rows) over source tokens (columns)."""
     _needs_cjk([*source, *output, title])
     weights = np.asarray(weights, dtype=float)
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(max(4.0, 0.45 * len(source) + 1.5), max(3.0, 0.4 * len(output) + 1.2)))
     ax.imshow(weights, cmap="Greys", aspect="auto", vmin=0, vmax=max(1e-9, weights.max()))
     ax.set_xticks(range(len(source)), source, rotation=60, ha="right", fontsize=8)
@@ -109,6 +120,7 @@ def attention_figure(rows: Sequence[tuple[list[str], Sequence[float], str]], tit
     """One heat strip per sentence: tokens with their attention weight, labelled with the prediction."""
     _needs_cjk([t for tokens, _, caption in rows for t in [*tokens, caption]])
     # room under each strip for its rotated tokens, or they run into the next sentence's caption
+    plt = _pyplot()
     fig, axes = plt.subplots(len(rows), 1, figsize=(10, 1.6 * len(rows) + 0.6), squeeze=False)
     for ax, (tokens, weights, caption) in zip(axes[:, 0], rows):
         ax.imshow(np.asarray(weights, dtype=float)[None, :], cmap="Reds", aspect="auto", vmin=0)
