@@ -19,13 +19,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import mlflow
 from prefect import flow
 
 from flows.classification import classification
 from lowlm.config import CorpusConfig, PipelineConfig, load_pipeline_config
-from tasks._stage import tracking_uri
-from tasks.retrain import decide, merge
+from tasks.retrain import decide, merge, record_reason
 
 DEFAULT_INCOMING = "data/incoming"
 
@@ -49,9 +47,7 @@ def retrain(preset: str = "sample", incoming_dir: str = DEFAULT_INCOMING, force:
         return result
     config = config.model_copy(update={"corpus": CorpusConfig.model_validate(merged["config"])})
     pipeline = classification(config)
-    client = mlflow.MlflowClient(tracking_uri())
-    client.set_tag(pipeline["mlflow_run_id"], "retrain_reason", decision["reason"])
-    client.set_tag(pipeline["mlflow_run_id"], "corpus_digest", merged["digest"])
+    record_reason(pipeline["mlflow_run_id"], decision["reason"], merged["digest"])
     return {**result, "pipeline": pipeline}
 
 

@@ -5,6 +5,7 @@ Neither is cached: merging moves files, and the decision depends on the registry
 
 from __future__ import annotations
 
+from mlflow import MlflowClient
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
@@ -75,3 +76,11 @@ def decide(model_name: str, content_digest: str, split_digests: dict, force: boo
     create_markdown_artifact(key="retrain-decision", markdown=f"**{'retrain' if run else 'skip'}**: {reason}",
                              description=f"retrain decision for {model_name}")
     return {"retrain": run, "reason": reason}
+
+
+@task(name="record-reason")
+def record_reason(run_id: str, reason: str, corpus_digest: str) -> None:
+    """Why the pipeline ran, and on which merged corpus, as tags of its MLflow run."""
+    client = MlflowClient(tracking_uri())
+    client.set_tag(run_id, "retrain_reason", reason)
+    client.set_tag(run_id, "corpus_digest", corpus_digest)
