@@ -40,13 +40,13 @@ def load_registered(model_uri: str, version: str | None = None):
         return mlflow.pyfunc.load_model(model_uri)
     except Exception as exc:  # MLflow wraps what the model's code raised
         missing = exc
-        while missing is not None and not isinstance(missing, ModuleNotFoundError):
+        while missing is not None and not isinstance(missing, ImportError):
             missing = missing.__cause__ or missing.__context__
         if missing is None or not (missing.name or "").startswith("lowlm"):
             raise
         raise RuntimeError(
-            f"{model_uri}{f' (version {version})' if version else ''} was registered by an older lowlm whose "
-            f"modules ({missing.name}) this one does not have, so it cannot be loaded (or re-scored) beside it. "
+            f"{model_uri}{f' (version {version})' if version else ''} was registered by an older lowlm: its stored "
+            f"code needs what this lowlm does not have ({missing}), so it cannot be loaded (or re-scored) here. "
             f"Re-register: drop its alias (mlflow.MlflowClient().delete_registered_model_alias(NAME, 'champion')) "
             f"and run its preset again (`lowlm run PRESET`)"
         ) from exc
