@@ -218,10 +218,11 @@ def data_add(files: Annotated[list[Path], typer.Argument(help="CSV/TSV/JSONL/Par
     """
     from lowlm.config import PipelineConfig, load_pipeline_config
     from lowlm.data.corpus import CorpusError, load_corpus
-    from lowlm.data.incoming import add_file, check_files
+    from lowlm.data.incoming import add_file, check_files, check_incoming_dir
 
     try:
         config = load_pipeline_config(preset, {}, PipelineConfig)
+        check_incoming_dir(incoming, config.corpus)
         known = set(load_corpus(config.corpus).labels)
         checked = check_files(files, config.corpus)
     except (FileNotFoundError, ValueError) as exc:  # CorpusError is a ValueError
@@ -286,9 +287,11 @@ def retrain(preset: Annotated[str, typer.Argument(help="classification preset or
     """Merge new data into the corpus; retrain when it changed (the gate decides the champion)."""
     from lowlm.config import PipelineConfig, load_pipeline_config
 
+    from lowlm.data.incoming import check_incoming_dir
+
     overrides = _overrides(set_)
     try:
-        load_pipeline_config(preset, overrides, PipelineConfig)
+        check_incoming_dir(incoming, load_pipeline_config(preset, overrides, PipelineConfig).corpus)
     except (FileNotFoundError, ValueError) as exc:
         fail(str(exc))
     from flows.retrain import describe, retrain as retrain_flow

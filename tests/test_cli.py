@@ -86,6 +86,11 @@ def test_data_add_then_list_shows_what_waits(tmp_path):
     refused = runner.invoke(app, ["data", "add", str(bad), "--incoming", str(incoming), "--no-event"])
     assert refused.exit_code == 2 and "bad.csv, row 1: empty or missing text" in refused.output
     assert "waiting: 1" in runner.invoke(app, ["data", "list", "--incoming", str(incoming)]).output
+    # the sample corpus's own folder as the incoming folder: retraining would move the corpus away
+    for command in (["data", "add", str(rows)], ["retrain", "sample"]):
+        refused = runner.invoke(app, [*command, "--incoming", str(ROOT / "data" / "sample")])
+        assert refused.exit_code == 2 and "holds the base corpus" in refused.output, refused.output
+    assert (ROOT / "data" / "sample" / "intents.csv").is_file()
 
 
 @pytest.mark.parametrize("argv, code, message", [

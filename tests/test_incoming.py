@@ -100,7 +100,8 @@ def test_bad_files_are_refused_on_add_and_set_aside_on_merge(base, tmp_path):
 
 
 def test_single_file_corpus_keeps_its_carved_test_split(tmp_path):
-    path = write_csv(tmp_path / "all.csv", [(f"refund {i}", "refund") for i in range(20)] + [
+    (tmp_path / "corpus").mkdir()  # the incoming folder may not lie in the corpus's own folder
+    path = write_csv(tmp_path / "corpus" / "all.csv", [(f"refund {i}", "refund") for i in range(20)] + [
         (f"card {i}", "card") for i in range(20)])
     cfg = CorpusConfig(path=str(path), test_size=0.2, validation_size=0.2)
     incoming = tmp_path / "in"
@@ -123,3 +124,16 @@ def test_trec_lines_take_a_utf8_csv_beside_them(shared_data, tmp_path):
     assert merged.new_rows == 2
     corpus = load_corpus(merged.config)
     assert len(corpus.labels) == 6 and "Who wrote the café guide ?" in set(corpus.frame("train")["text"])
+
+
+@pytest.mark.parametrize("where", ["the corpus folder", "inside it", "around it"])
+def test_an_incoming_folder_overlapping_the_corpus_is_refused(base, tmp_path, where):
+    corpus = tmp_path / "corpus"
+    incoming = {"the corpus folder": corpus, "inside it": corpus / "incoming", "around it": tmp_path}[where]
+    before = sorted(p.name for p in corpus.iterdir())
+    with pytest.raises(CorpusError, match="overlaps .*holds the base corpus.*a folder of its own"):
+        merge_incoming(base, incoming, tmp_path / "out")
+    new = write_csv(tmp_path / "new.csv", [("refund my order please", "refund")])
+    with pytest.raises(CorpusError, match="overlaps"):
+        add_file(new, incoming, base)
+    assert sorted(p.name for p in corpus.iterdir()) == before  # nothing of the corpus moved

@@ -144,6 +144,20 @@ def _locked(folder: Path):
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+def check_incoming_dir(incoming_dir: str | Path, cfg: CorpusConfig) -> Path:
+    """The incoming folder, resolved; refused when it is, holds or lies inside a folder of the base
+    corpus's files, since merging moves every data file it finds there into ``accepted/``."""
+    incoming = Path(incoming_dir).expanduser().resolve()
+    corpus_files = [Path(f).expanduser().resolve() for f in (cfg.path, cfg.validation_file, cfg.test_file) if f]
+    for corpus in corpus_files:
+        folder = corpus if corpus.is_dir() else corpus.parent
+        if incoming == folder or incoming.is_relative_to(folder) or folder.is_relative_to(incoming):
+            raise CorpusError(f"incoming folder {incoming_dir}: it overlaps {folder}, which holds the base corpus "
+                              f"({corpus.name}); merging would move the corpus itself into accepted/. "
+                              f"Use a folder of its own, e.g. data/incoming")
+    return incoming
+
+
 def add_file(path: str | Path, incoming_dir: str | Path, cfg: CorpusConfig) -> Path:
     """Check ``path`` with the corpus's reader and copy it into ``incoming_dir``; returns the copy.
 
@@ -152,6 +166,7 @@ def add_file(path: str | Path, incoming_dir: str | Path, cfg: CorpusConfig) -> P
     already waiting or accepted are not added twice (CorpusError says where they are).
     """
     path, incoming = Path(path), Path(incoming_dir)
+    check_incoming_dir(incoming, cfg)
     if not path.is_file():
         raise CorpusError(f"{path}: no such file")
     if not _is_data(path):
@@ -233,6 +248,7 @@ def merge_incoming(cfg: CorpusConfig, incoming_dir: str | Path, out_dir: str | P
     and the merge goes on without it. The base corpus failing to load is an error (CorpusError).
     """
     incoming, out_dir = Path(incoming_dir), Path(out_dir)
+    check_incoming_dir(incoming, cfg)
     accepted_dir, rejected_dir = incoming / ACCEPTED, incoming / REJECTED
     with _locked(incoming):
         base = load_corpus(cfg)
