@@ -90,8 +90,16 @@ def _module_file(name: str) -> Path | None:
     return Path(spec.origin)
 
 
-def _imported_modules(path: Path) -> set[str]:
+def _imported_modules(path: Path) -> frozenset[str]:
     """Names of our modules that ``path`` imports anywhere (top level or inside functions)."""
+    stat = path.stat()
+    return _parsed_imports(path, stat.st_mtime_ns, stat.st_size)
+
+
+@lru_cache(maxsize=None)
+def _parsed_imports(path: Path, mtime_ns: int, size: int) -> frozenset[str]:
+    """``_imported_modules`` for one version of a file: each file is parsed once per change, not once
+    per stage and run (a process runs every stage's key through here)."""
     names: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
@@ -99,7 +107,7 @@ def _imported_modules(path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names.add(node.module)
             names.update(f"{node.module}.{a.name}" for a in node.names)  # `from pkg import submodule`
-    return {n for n in names if n.split(".")[0] in OUR_PACKAGES}
+    return frozenset(n for n in names if n.split(".")[0] in OUR_PACKAGES)
 
 
 def code_files(module: str) -> list[Path]:
