@@ -17,10 +17,14 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from flows.runtime import prepare_environment  # noqa: E402
+
+prepare_environment()  # OMP_WAIT_POLICY=PASSIVE and offline settings, before torch loads
+
+import torch  # noqa: E402
 
 from lowlm.config import Seq2SeqPipelineConfig, load_pipeline_config, parse_override  # noqa: E402
 from lowlm.evaluation.metrics import bleu, chrf, rouge  # noqa: E402

@@ -1,8 +1,10 @@
 """Text classification as a Prefect DAG, tracked in MLflow.
 
-    ingest ─> tokenize ─> augment ─> train ─> adversarial
-                                       ├────> fewshot (ingest of a second corpus)
-                                       └────> evaluate ─> register
+    ingest ─> ingest-fewshot ─> tokenize ─> augment ─> train ─> adversarial
+                                                          ├────> fewshot (on the second corpus)
+                                                          └────> evaluate ─> register
+
+The few-shot corpus is read and checked before anything trains: a bad one fails fast.
 
 One flow run is one MLflow parent run; each stage logs to its own nested run.
 
@@ -31,21 +33,24 @@ from tasks.train import train
 
 
 @flow(name="classification")
-def classification(config: PipelineConfig) -> dict:
+def classification(config: PipelineConfig, resume: bool = False) -> dict:
     """Train, evaluate and register a text classifier from one pipeline config."""
     work = WorkFolder(config.work_dir)  # stage outputs and their cached results live here
     with pipeline_run("classification", config) as tracking:
 
         corpus = work(ingest)(config.corpus, work.path, tracking, fingerprint=corpus_fingerprint(config.corpus))
-        vocab = work(tokenize)(corpus, config.tokenizer, work.path, tracking)
-        train_split = work(augment)(corpus, config.augment, work.path, tracking)
-        trained = work(train)(corpus, train_split, vocab, config.model, config.train, work.path, tracking)
-        attack = work(adversarial)(corpus, trained, config.attack, tracking)
-        transfer = None
-        if config.fewshot.enabled:
+        target = None
+        if config.fewshot.enabled:  # read and checked now: a bad second corpus fails before any training
             target = work(ingest.with_options(name="ingest-fewshot"))(
                 config.fewshot.corpus, work.path, tracking, stage="ingest-fewshot",
                 fingerprint=corpus_fingerprint(config.fewshot.corpus))
+        vocab = work(tokenize)(corpus, config.tokenizer, work.path, tracking)
+        train_split = work(augment)(corpus, config.augment, work.path, tracking)
+        trained = work(train)(corpus, train_split, vocab, config.model, config.train, work.path, tracking,
+                              resume=resume)
+        attack = work(adversarial)(corpus, trained, config.attack, tracking)
+        transfer = None
+        if target is not None:
             transfer = work(fewshot)(target, trained, config.fewshot, work.path, tracking)
         evaluation = work(evaluate)(corpus, trained, tracking)
         digests = {**corpus["digests"], "content": corpus["content_digest"], "train_augmented": train_split["digest"]}

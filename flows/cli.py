@@ -41,7 +41,10 @@ Overrides = Annotated[list[str], typer.Option("--set", metavar="KEY=VALUE",
 
 
 def fail(message: str, code: int = 2) -> None:
-    typer.echo(f"error: {message}", err=True)
+    """One ``error:`` line (credentials masked), then exit ``code``: 2 bad input, 1 the job failed."""
+    from flows.runtime import mask
+
+    typer.echo(f"error: {mask(message)}", err=True)
     raise typer.Exit(code)
 
 
@@ -54,10 +57,23 @@ def _overrides(items: list[str]) -> dict:
         fail(str(exc))
 
 
-def _tracking_uri() -> str:
+_CHECKED_STORES: set[str] = set()
+
+
+def _tracking_uri(check: bool = True) -> str:
+    """The MLflow store's URI; checked once per process to answer within a few seconds (else one
+    ``error:`` line naming it, exit 1)."""
+    from flows.runtime import StoreUnavailable, check_store
     from tasks._stage import tracking_uri
 
-    return tracking_uri()
+    uri = tracking_uri()
+    if check and uri not in _CHECKED_STORES:
+        try:
+            check_store(uri)
+        except StoreUnavailable as exc:
+            fail(str(exc), 1)
+        _CHECKED_STORES.add(uri)
+    return uri
 
 
 # ------------------------------------------------------------------------------------------- run
@@ -71,7 +87,10 @@ def run(preset: Annotated[str, typer.Argument(help="preset name under configs/ o
         deployment_name: Annotated[Optional[str], typer.Option(
             help="--deployment: which one (default classification/sample or seq2seq/translate-sample, by the "
                  "preset's kind)")] = None,
-        timeout: Annotated[float, typer.Option(help="--deployment: seconds to wait for the run")] = 3600) -> None:
+        timeout: Annotated[float, typer.Option(help="--deployment: seconds to wait for the run")] = 3600,
+        resume: Annotated[bool, typer.Option(
+            "--resume", help="continue an interrupted training from its last checkpoint (same result as an "
+                             "uninterrupted run)")] = False) -> None:
     """Run the pipeline a preset describes (classification or seq2seq, as its `task` declares)."""
     from lowlm.config import load_pipeline_config
 
@@ -82,7 +101,7 @@ def run(preset: Annotated[str, typer.Argument(help="preset name under configs/ o
     if deployment:
         name = deployment_name or DEFAULT_DEPLOYMENTS[config.task]
         raise typer.Exit(_run_deployment(name, {"config": config.model_dump(mode="json")}, timeout))
-    raise typer.Exit(_run_here(config))
+    raise typer.Exit(_run_here(config, resume))
 
 
 DEFAULT_DEPLOYMENTS = {"classification": "classification/sample", "seq2seq": "seq2seq/translate-sample"}
@@ -102,21 +121,31 @@ def _use_running_prefect(port: int = DEFAULT_PREFECT_PORT) -> str | None:
     return None
 
 
-def _run_here(config) -> int:
-    """Run the config's pipeline in this process; print the headline metrics and where the model went."""
+def _run_here(config, resume: bool = False) -> int:
+    """Run the config's pipeline in this process; print the headline metrics and where the model went.
+
+    Exit code 0 done, 2 when the run stopped on bad input (corpus, bundle, model URI), 1 when the job
+    itself failed; either way one ``error:`` line, the full traceback in the run's log file."""
+    uri = _tracking_uri()
+    _fail_stale_runs(uri)
     url = _use_running_prefect()
     if url:
         typer.echo(f"using the Prefect server at {url}")
     from flows.pipelines import FLOWS, headline
-    from tasks._stage import tracking_uri
 
-    state = FLOWS[config.task](config, return_state=True)
+    log = _log_tracebacks_to_file()
+
+    try:
+        state = FLOWS[config.task](config, resume=resume, return_state=True)
+    except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM, SIGHUP: the runs have ended FAILED on the way out
+        fail(f"{exc or 'interrupted'}: the MLflow runs ended FAILED; `lowlm run --resume` continues the training "
+             f"from its last checkpoint (log: {log})", 130)
     if not state.is_completed():
         try:
             state.result()
         except Exception as exc:  # the stage's own message names the file, row or field
-            typer.echo(f"error: the pipeline failed: {type(exc).__name__}: {exc}", err=True)
-        return 1
+            fail(f"the pipeline failed: {type(exc).__name__}: {exc} (full traceback in {log})", exit_code(exc))
+        fail(f"the pipeline ended {state.name}: {state.message} (log: {log})", 1)
     result = state.result()
     model = result["model"]
     typer.echo("\n" + "=" * 72)
@@ -124,8 +153,73 @@ def _run_here(config) -> int:
     typer.echo(f"registered model: {model['name']}  version {model['version']}  alias {model['alias']}")
     typer.echo(f"  ({model['reason']})")
     typer.echo(f"load it:  mlflow.pyfunc.load_model('models:/{model['name']}@{model['alias']}')")
-    typer.echo(f"browse:   .venv/bin/mlflow ui --backend-store-uri {tracking_uri()} --host 127.0.0.1 --port 5000")
+    from flows.runtime import mask
+
+    typer.echo(f"browse:   .venv/bin/mlflow ui --backend-store-uri {mask(uri)} --host 127.0.0.1 --port 5000")
     return 0
+
+
+def exit_code(exc: BaseException) -> int:
+    """2 when ``exc`` (or what caused it) is bad input: a corpus, a bundle, a config, a file or a model
+    URI that does not exist; 1 for anything else (the job itself failed)."""
+    from mlflow.exceptions import MlflowException
+    from pydantic import ValidationError
+
+    from lowlm.data.corpus import CorpusError
+    from lowlm.inference.bundle import BundleError
+
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, (CorpusError, BundleError, ValidationError, FileNotFoundError, IsADirectoryError)):
+            return 2
+        if isinstance(exc, MlflowException) and exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            return 2
+        exc = exc.__cause__ or exc.__context__
+    return 1
+
+
+def _fail_stale_runs(uri: str) -> None:
+    """Runs left RUNNING by a lowlm process on this host that is gone (killed) are marked FAILED."""
+    from flows.runtime import fail_stale_runs
+
+    stale = fail_stale_runs(uri)
+    if stale:
+        typer.echo(f"marked {len(stale)} MLflow run(s) FAILED that a killed lowlm process left RUNNING: "
+                   f"{', '.join(stale[:5])}{' ...' if len(stale) > 5 else ''}")
+
+
+def _log_tracebacks_to_file() -> Path:
+    """Prefect's log records go to ``.lowlm/logs/run-TIME-PID.log`` in full; the terminal gets them
+    without tracebacks (the ``error:`` line at the end says what went wrong)."""
+    import logging
+
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    path = LOG_DIR / f"run-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+    file_handler = logging.FileHandler(path, encoding="utf-8")
+    file_handler.setFormatter(logging.Formatter("%(asctime)s | %(levelname)s | %(name)s - %(message)s"))
+    names = [None, "prefect"] + [n for n in logging.Logger.manager.loggerDict if n.startswith("prefect.")]
+    for name in names:
+        for handler in logging.getLogger(name).handlers:
+            if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
+                _without_tracebacks(handler)
+    logging.getLogger().addHandler(file_handler)
+    return path
+
+
+def _without_tracebacks(handler) -> None:
+    import logging
+
+    if getattr(handler, "_lowlm_short", False):
+        return
+    original = handler.format
+
+    def short(record):
+        if record.exc_info or record.exc_text:
+            record = logging.makeLogRecord({**record.__dict__, "exc_info": None, "exc_text": None})
+        return original(record)
+
+    handler.format, handler._lowlm_short = short, True
 
 
 def _run_deployment(name: str, parameters: dict, timeout: float) -> int:
@@ -168,7 +262,8 @@ def predict(model_uri: Annotated[str, typer.Argument(help="e.g. models:/intents@
             file: Annotated[Optional[Path], typer.Option("--file", "-f", help="one text a line ('-' for stdin)")] = None,
             as_json: Annotated[bool, typer.Option("--json", help="one JSON object a line")] = False,
             beam_size: Annotated[Optional[int], typer.Option(help="seq2seq: beam size")] = None,
-            max_length: Annotated[Optional[int], typer.Option(help="seq2seq: longest output, in tokens")] = None) -> None:
+            max_length: Annotated[Optional[int], typer.Option(help="seq2seq: longest output, in tokens")] = None,
+            encoding: Annotated[str, typer.Option(help="--file: its text encoding")] = "utf-8") -> None:
     """Predict with a registered (or logged) model: labels and scores, or generated text."""
     inputs = list(texts or [])
     if file is not None:
@@ -177,20 +272,32 @@ def predict(model_uri: Annotated[str, typer.Argument(help="e.g. models:/intents@
         elif not file.is_file():
             fail(f"{file}: no such file")
         else:
-            inputs += [line.rstrip("\n") for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
+            try:
+                text = file.read_text(encoding=encoding)
+            except UnicodeDecodeError as exc:
+                line = exc.object[:exc.start].count(b"\n") + 1
+                fail(f"{file}, line {line}: byte {exc.object[exc.start:exc.start + 1]!r} (offset {exc.start}) is not "
+                     f"{encoding}; give --encoding (e.g. latin-1)")
+            except LookupError:
+                fail(f"--encoding {encoding!r}: not a text encoding Python knows")
+            inputs += [line for line in text.splitlines() if line.strip()]
     if not inputs:
         fail("give texts as arguments or --file")
     import mlflow
 
     from tasks.register import load_registered
 
-    mlflow.set_tracking_uri(_tracking_uri())
+    uri = _tracking_uri()
+    mlflow.set_tracking_uri(uri)
     try:
         model = load_registered(model_uri)
     except Exception as exc:
-        fail(f"cannot load {model_uri} from {_tracking_uri()}: {exc}", 1)
+        fail(f"cannot load {model_uri} from {uri}: {exc}", exit_code(exc))
     params = {k: v for k, v in (("beam_size", beam_size), ("max_length", max_length)) if v is not None}
-    out = model.predict(inputs, params=params or None)
+    try:
+        out = model.predict(inputs, params=params or None)
+    except (TypeError, ValueError) as exc:  # inputs the model refuses (MLflow's schema check or ours)
+        fail(f"{model_uri} refused the input: {exc}")
     for text, row in zip(inputs, out.to_dict("records")):
         if as_json:
             typer.echo(json.dumps({"text": text, **row}, ensure_ascii=False, default=float))
@@ -294,13 +401,15 @@ def retrain(preset: Annotated[str, typer.Argument(help="classification preset or
         check_incoming_dir(incoming, load_pipeline_config(preset, overrides, PipelineConfig).corpus)
     except (FileNotFoundError, ValueError) as exc:
         fail(str(exc))
+    _fail_stale_runs(_tracking_uri())
     from flows.retrain import describe, retrain as retrain_flow
 
+    log = _log_tracebacks_to_file()
     state = retrain_flow(preset, incoming, force, overrides, return_state=True)
     try:
         result = state.result()
     except Exception as exc:
-        fail(f"the retrain failed: {type(exc).__name__}: {exc}", 1)
+        fail(f"the retrain failed: {type(exc).__name__}: {exc} (full traceback in {log})", exit_code(exc))
     typer.echo(describe(result))
 
 
@@ -461,16 +570,6 @@ def models(name: Annotated[Optional[str], typer.Argument(help="one registered mo
         typer.echo("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
 
 
-ROOT = Path(__file__).resolve().parents[1]
-# What the Makefile exports, for a `lowlm` started by hand; set before Prefect, MLflow or datasets load.
-ENV_DEFAULTS = {
-    "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1",
-    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
-    "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
-    "OMP_WAIT_POLICY": "PASSIVE",  # idle OpenMP threads spin otherwise: 30-80x slower steps on 2 cores
-}
-
-
 def alias(command: list[str], argv: list[str] | None, default: str | None = None) -> int:
     """``python -m flows.X ARGS`` as ``lowlm COMMAND ARGS`` (``default``: the preset when ARGS name none);
     returns the exit code."""
@@ -479,7 +578,7 @@ def alias(command: list[str], argv: list[str] | None, default: str | None = None
     args = list(sys.argv[1:] if argv is None else argv)
     if default is not None and (not args or args[0].startswith("-")):
         args.insert(0, default)
-    _environment()
+    _prepare()
     try:
         code = typer.main.get_command(app).main(args=command + args, prog_name="lowlm", standalone_mode=False)
     except typer.Exit as exc:
@@ -493,16 +592,18 @@ def alias(command: list[str], argv: list[str] | None, default: str | None = None
     return code or 0
 
 
-def _environment() -> None:
-    for key, value in ENV_DEFAULTS.items():
-        os.environ.setdefault(key, value)
-    nltk_data = ROOT.parent / "shared" / "data" / "nltk_data"  # WordNet for synonym augmentation
-    if "NLTK_DATA" not in os.environ and nltk_data.is_dir():
-        os.environ["NLTK_DATA"] = str(nltk_data)
+def _prepare() -> None:
+    """Before anything heavy loads: the environment defaults, credential masking in logs, SIGTERM as an
+    exception (so runs end FAILED and servers stop)."""
+    from flows.runtime import install_log_masking, prepare_environment, terminate_gracefully
+
+    prepare_environment()
+    install_log_masking()
+    terminate_gracefully()
 
 
 def main() -> None:
-    _environment()
+    _prepare()
     app()
 
 

@@ -29,7 +29,7 @@ from tasks.train import train_seq2seq
 
 
 @flow(name="seq2seq")
-def seq2seq(config: Seq2SeqPipelineConfig) -> dict:
+def seq2seq(config: Seq2SeqPipelineConfig, resume: bool = False) -> dict:
     """Train, evaluate and register an attention encoder-decoder from one pipeline config."""
     work = WorkFolder(config.work_dir)  # stage outputs and their cached results live here
     with pipeline_run("seq2seq", config) as tracking:
@@ -37,7 +37,8 @@ def seq2seq(config: Seq2SeqPipelineConfig) -> dict:
         corpus = work(ingest_pairs)(config.corpus, work.path, tracking, fingerprint=pairs_fingerprint(config.corpus))
         vocab = work(tokenize_pairs)(corpus, config.tokenizer, work.path, tracking)
         train_split = work(augment_pairs)(corpus, config.augment, work.path, tracking)
-        trained = work(train_seq2seq)(corpus, train_split, vocab, config.model, config.train, work.path, tracking)
+        trained = work(train_seq2seq)(corpus, train_split, vocab, config.model, config.train, work.path, tracking,
+                                      resume=resume)
         evaluation = work(evaluate_seq2seq)(corpus, trained, config.decode, config.train.bleu_tokenize, tracking)
         digests = {**corpus["digests"], "train_augmented": train_split["digest"]}
         registered = register(corpus, trained, evaluation, config.task, config.registry.model_name,

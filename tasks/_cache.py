@@ -2,7 +2,7 @@
 
 A stage's cache key is the digest of
 
-- its inputs, less ``tracking`` (handles carry content digests, so new data changes the key),
+- its inputs, less ``tracking`` and ``resume`` (how to run, not what) (handles carry content digests, so new data changes the key),
 - the code it runs: its task module and every ``lowlm``/``tasks`` module that module imports,
   followed transitively (editing the seq2seq model does not re-run classification's ingest),
 - the identity of its work folder (absolute path + an id written when the folder is created), so two
@@ -173,7 +173,7 @@ class StageCache(CachePolicy):
 
     def compute_key(self, task_ctx, inputs, flow_parameters, **kwargs) -> str | None:
         inputs = dict(inputs or {})
-        base = (INPUTS - "tracking").compute_key(task_ctx, inputs, flow_parameters, **kwargs)
+        base = (INPUTS - "tracking" - "resume").compute_key(task_ctx, inputs, flow_parameters, **kwargs)
         module = task_ctx.task.fn.__module__ if task_ctx else ""
         work_dir = inputs.get("work_dir")
         identity = folder_identity(Path(work_dir).resolve()) if work_dir else ""

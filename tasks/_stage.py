@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +44,24 @@ def ensure_experiment(name: str) -> str:
     return mlflow.create_experiment(name, artifact_location=location)
 
 
+PID_TAG, HOST_TAG, START_TAG = "lowlm.pid", "lowlm.host", "lowlm.process_start"
+
+
+def process_tags() -> dict[str, str]:
+    """Tags that let a later process tell whether the one that started a run still lives (a run left
+    RUNNING by a dead process is marked FAILED at the next start: ``flows.runtime.fail_stale_runs``)."""
+    return {PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname(), START_TAG: str(process_start(os.getpid()))}
+
+
+def process_start(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (``/proc/PID/stat``), or None."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[19])
+
+
 @dataclass(frozen=True)
 class Tracking:
     """Where a stage logs: passed to every task, left out of every cache key."""
@@ -57,7 +76,7 @@ def stage_run(tracking: Tracking, stage: str):
     """A nested MLflow run for one stage. An exception ends it FAILED and propagates."""
     mlflow.set_tracking_uri(tracking.uri)
     with mlflow.start_run(experiment_id=tracking.experiment_id, run_name=stage, nested=True,
-                          parent_run_id=tracking.parent_run_id, tags={"lowlm.stage": stage}) as run:
+                          parent_run_id=tracking.parent_run_id, tags={"lowlm.stage": stage, **process_tags()}) as run:
         yield run
 
 
@@ -68,7 +87,7 @@ def pipeline_run(flow_name: str, config):
     An exception inside ends the parent run FAILED and propagates.
     """
     experiment_id = ensure_experiment(config.experiment)
-    with mlflow.start_run(experiment_id=experiment_id, run_name=config.name) as parent:
+    with mlflow.start_run(experiment_id=experiment_id, run_name=config.name, tags=process_tags()) as parent:
         mlflow.set_tags({"lowlm.flow": flow_name, "config_hash": config.digest()})
         mlflow.log_dict(config.model_dump(mode="json"), "config.json")
         yield Tracking(tracking_uri(), experiment_id, parent.info.run_id)

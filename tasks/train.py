@@ -15,12 +15,32 @@ from lowlm.models.kinds import build_model
 from lowlm.text.batching import Batches, PairBatches
 from lowlm.text.tokenizer import Tokenizer
 from lowlm.training.objectives import train_classifier, train_translator
-from lowlm.training.trainer import EpochMetrics, seed_everything
+from lowlm.training.trainer import Checkpoint, EpochMetrics, seed_everything
 from tasks._cache import STAGE_OPTIONS
 from tasks._stage import Tracking, digest_of, log_figure, output_dir, stage_run
 
 
 log_epochs = EpochMetrics(lambda epoch, metrics: mlflow.log_metrics(metrics, step=epoch))
+CHECKPOINT = "checkpoint.pt"
+
+
+def checkpointing(folder, resume: bool) -> tuple[list, str | None]:
+    """The periodic checkpoint of a training whose outputs go to ``folder`` (one per epoch: model,
+    optimizers, schedules, early stopping, RNG and data order), and what to resume from.
+
+    A checkpoint left by an interrupted run of the same stage key is continued with ``resume``
+    (``lowlm run --resume``), giving the uninterrupted run's result; without it training starts over.
+    """
+    path = folder / CHECKPOINT
+    start = None
+    if path.exists():
+        if resume:
+            start = str(path)
+            mlflow.set_tag("resumed_from", str(path))
+            print(f"resuming training from the checkpoint {path}")
+        else:
+            print(f"an interrupted training left {path}; starting over (`lowlm run --resume` continues it)")
+    return [Checkpoint(path)], start
 
 
 def labelled_batches(path: str, tok: Tokenizer, labels: list[str], batch_size: int, shuffle: bool = False,
@@ -32,7 +52,7 @@ def labelled_batches(path: str, tok: Tokenizer, labels: list[str], batch_size: i
 
 @task(name="train", **STAGE_OPTIONS)
 def train(corpus: dict, augmented: dict, tokenizer: dict, model: ClassifierConfig, config: TrainConfig, work_dir: str,
-          tracking: Tracking) -> dict:
+          tracking: Tracking, resume: bool = False) -> dict:
     with stage_run(tracking, "train") as run:
         mlflow.log_params({f"model.{k}": v for k, v in model.model_dump().items()})
         mlflow.log_params({f"train.{k}": v for k, v in config.model_dump().items()})
@@ -45,13 +65,17 @@ def train(corpus: dict, augmented: dict, tokenizer: dict, model: ClassifierConfi
         if model.kind == "bag_of_ngrams":  # its n-gram table holds rows only for buckets seen in training
             mlflow.log_metric("ngram_rows", net.index_ngrams((b.ids, b.lengths) for b in train_batches))
         mlflow.log_metric("parameters", sum(p.numel() for p in net.parameters()))
-        result = train_classifier(net, train_batches, val_batches, len(labels), config, callbacks=[log_epochs])
+        key = digest_of(model, config, augmented["digest"], corpus["digests"]["validation"], tokenizer["digest"])
+        out = output_dir(work_dir, "train", key)
+        saves, start = checkpointing(out, resume)
+        result = train_classifier(net, train_batches, val_batches, len(labels), config,
+                                  callbacks=[log_epochs, *saves], resume=start)
         mlflow.log_metrics({"best_epoch": result.best_epoch, f"best_val_{config.metric}": result.best_metric,
                             "train_seconds": result.seconds, "stopped_early": int(result.stopped_early)})
         log_figure(curves_figure(result.history, title=f"{model.kind} training"), "plots/training_curves.png")
         classifier = TextClassifier(net, tok, labels)
-        key = digest_of(model, config, augmented["digest"], corpus["digests"]["validation"], tokenizer["digest"])
-        folder = classifier.save(output_dir(work_dir, "train", key) / "classifier")
+        folder = classifier.save(out / "classifier")
+        (out / CHECKPOINT).unlink(missing_ok=True)  # the finished bundle replaces it
         mlflow.log_artifacts(str(folder), artifact_path="checkpoint")
         digest = classifier.digest()
         mlflow.set_tag("lowlm.model_digest", digest)
@@ -61,7 +85,7 @@ def train(corpus: dict, augmented: dict, tokenizer: dict, model: ClassifierConfi
 
 @task(name="train-seq2seq", **STAGE_OPTIONS)
 def train_seq2seq(corpus: dict, train_split: dict, vocab: dict, model: Seq2SeqModelConfig, config: Seq2SeqTrainConfig,
-                  work_dir: str, tracking: Tracking) -> dict:
+                  work_dir: str, tracking: Tracking, resume: bool = False) -> dict:
     with stage_run(tracking, "train") as run:
         mlflow.log_params({f"model.{k}": v for k, v in model.model_dump().items()})
         mlflow.log_params({f"train.{k}": v for k, v in config.model_dump().items()})
@@ -77,13 +101,16 @@ def train_seq2seq(corpus: dict, train_split: dict, vocab: dict, model: Seq2SeqMo
                               batch_size=config.batch_size, shuffle=True, seed=config.seed)
         val_batches = PairBatches(source.encode_batch(val_pairs["source"].tolist()),
                                   target.encode_target_batch(val_pairs["target"].tolist()), batch_size=128)
+        key = digest_of(model, config, train_split["digest"], corpus["digests"]["validation"], vocab["digest"])
+        out = output_dir(work_dir, "train-seq2seq", key)
+        saves, start = checkpointing(out, resume)
         result = train_translator(translator, batches, val_batches, val_pairs["source"].tolist(),
-                                  val_pairs["target"].tolist(), config, callbacks=[log_epochs])
+                                  val_pairs["target"].tolist(), config, callbacks=[log_epochs, *saves], resume=start)
         mlflow.log_metrics({"best_epoch": result.best_epoch, f"best_val_{config.metric}": result.best_metric,
                             "train_seconds": result.seconds, "target_tokens_per_second": result.throughput})
         log_figure(seq2seq_curves_figure(result.history, config.metric), "plots/training_curves.png")
-        key = digest_of(model, config, train_split["digest"], corpus["digests"]["validation"], vocab["digest"])
-        folder = translator.save(output_dir(work_dir, "train-seq2seq", key) / "translator")
+        folder = translator.save(out / "translator")
+        (out / CHECKPOINT).unlink(missing_ok=True)
         mlflow.log_artifacts(str(folder), artifact_path="checkpoint")
         digest = translator.digest()
         mlflow.set_tag("lowlm.model_digest", digest)

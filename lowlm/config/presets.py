@@ -9,6 +9,7 @@ import yaml
 from pydantic import BaseModel
 
 from lowlm.config.pipelines import PIPELINES
+from lowlm.config.secrets import mask, mask_validation_error
 
 CONFIGS_DIR = Path(__file__).resolve().parents[2] / "configs"
 
@@ -32,8 +33,8 @@ def load_pipeline_config(preset: str | Path, overrides: dict[str, object] | None
     model = model or PIPELINES[declared_task(path, raw)]
     try:
         return model.model_validate(raw)
-    except Exception as exc:
-        raise ValueError(f"{path}: invalid pipeline config:\n{exc}") from None
+    except Exception as exc:  # pydantic's message echoes values: secret-named ones are masked
+        raise ValueError(f"{path}: invalid pipeline config:\n{mask_validation_error(str(exc))}") from None
 
 
 def read_preset(preset: str | Path) -> tuple[Path, dict]:
@@ -45,10 +46,15 @@ def read_preset(preset: str | Path) -> tuple[Path, dict]:
         if path is None:
             names = sorted(p.stem for p in CONFIGS_DIR.glob("*.yaml"))
             raise FileNotFoundError(f"no config file {preset!r} and no preset of that name; presets: {names}")
+    if path.is_dir():
+        raise ValueError(f"{path}: a folder, not a preset; give a YAML file or a preset name")
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not a UTF-8 text file (byte {exc.object[exc.start:exc.start + 1]!r} at offset "
+                         f"{exc.start}); a preset is a YAML file") from None
     except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: not valid YAML: {exc}") from None
+        raise ValueError(f"{path}: not valid YAML: {mask(str(exc))}") from None
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: expected a mapping of settings, got {type(raw).__name__}")
     return path, raw
@@ -73,9 +79,14 @@ def declared_task(path: Path, raw: dict) -> str:
 def parse_override(item: str) -> tuple[str, object]:
     """``key=value`` with the value read as YAML: ``train.epochs=3`` -> ("train.epochs", 3)."""
     key, sep, value = item.partition("=")
-    if not sep or not key:
-        raise ValueError(f"expected key=value, got {item!r}")
-    return key.strip(), yaml.safe_load(value)
+    if not sep or not key.strip():
+        raise ValueError(f"--set: expected key=value, got {mask(item)!r}")
+    try:
+        return key.strip(), yaml.safe_load(value)
+    except yaml.YAMLError as exc:
+        why = str(getattr(exc, "problem", None) or exc).strip()
+        raise ValueError(f"--set {key.strip()}: the value {mask(value)!r} is not valid YAML ({why}); quote a "
+                         f"string, e.g. --set '{key.strip()}=\"{mask(value)}\"'") from None
 
 
 def set_dotted(data: dict, dotted: str, value) -> None:

@@ -107,20 +107,20 @@ class Seq2SeqObjective:
 
 
 def train_classifier(model: nn.Module, train, validation, num_labels: int, config, callbacks=(),
-                     trainable=None):
+                     trainable=None, resume=None):
     """The trainer with the classification objective: ``model`` ends with its best validation epoch.
 
     >>> train_classifier(net, train_batches, val_batches, 4, TrainConfig(epochs=3))   # doctest: +SKIP
     """
     objective = ClassificationObjective(num_labels, config.metric)
-    return Trainer(model, objective, config, callbacks, trainable=trainable).fit(train, validation)
+    return Trainer(model, objective, config, callbacks, trainable=trainable).fit(train, validation, resume=resume)
 
 
 def train_translator(translator, train, validation, sources: Sequence[str], references: Sequence[str], config,
-                     callbacks=()):
+                     callbacks=(), resume=None):
     """The trainer with the seq2seq objective (``config``: a ``Seq2SeqTrainConfig``), selecting on
     ``config.metric`` over the first ``config.validation_max_pairs`` validation sources."""
     n = config.validation_max_pairs
     objective = Seq2SeqObjective(translator, list(sources)[:n], list(references)[:n], config.metric,
                                  config.label_smoothing, config.max_length, config.bleu_tokenize)
-    return Trainer(translator.model, objective, config, callbacks).fit(train, validation)
+    return Trainer(translator.model, objective, config, callbacks).fit(train, validation, resume=resume)
