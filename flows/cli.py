@@ -317,7 +317,11 @@ Preset = Annotated[str, typer.Option("--preset", help="the preset whose corpus t
 def data_add(files: Annotated[list[Path], typer.Argument(help="CSV/TSV/JSONL/Parquet/line files of labelled rows")],
              preset: Preset = "sample", incoming: Incoming = "data/incoming",
              event: Annotated[bool, typer.Option(help="emit a lowlm.data.added Prefect event (when an API is "
-                                                      "set), which starts the retrain deployment")] = True) -> None:
+                                                      "set), which starts the retrain deployment")] = True,
+             allow_new_labels: Annotated[bool, typer.Option(
+                 "--allow-new-labels", help="admit labels the corpus does not have (refused by default)")] = False,
+             encoding: Annotated[Optional[str], typer.Option(
+                 help="text encoding of the files (default utf-8), e.g. latin-1")] = None) -> None:
     """Check files against the preset's corpus settings and queue them for the next retrain.
 
     All files are checked before any is queued: one bad file queues none. A file already added
@@ -331,19 +335,21 @@ def data_add(files: Annotated[list[Path], typer.Argument(help="CSV/TSV/JSONL/Par
         config = load_pipeline_config(preset, {}, PipelineConfig)
         check_incoming_dir(incoming, config.corpus)
         known = set(load_corpus(config.corpus).labels)
-        checked = check_files(files, config.corpus)
+        checked = check_files(files, config.corpus, known, allow_new_labels or config.corpus.allow_new_labels,
+                              encoding=encoding)
     except (FileNotFoundError, ValueError) as exc:  # CorpusError is a ValueError
         fail(str(exc))
     added = []
     for file, rows in checked.items():
         try:
-            target = add_file(file, incoming, config.corpus)
+            target = add_file(file, incoming, config.corpus, allow_new_labels=allow_new_labels, encoding=encoding,
+                              known_labels=known)
         except CorpusError as exc:  # the same bytes are already waiting or merged
             typer.echo(f"skipped {file}: {exc}")
             continue
         new = sorted(set(rows["label"]) - known)
         typer.echo(f"added {file} -> {target} ({len(rows)} rows"
-                   + (f"; labels new to the corpus: {', '.join(new)}" if new else "") + ")")
+                   + (f"; new labels admitted: {', '.join(new)}" if new else "") + ")")
         added.append(str(target))
     if event and added:
         _emit_data_added(incoming, added)
@@ -390,6 +396,8 @@ def data_list(incoming: Incoming = "data/incoming") -> None:
 def retrain(preset: Annotated[str, typer.Argument(help="classification preset or YAML path")] = "sample",
             incoming: Incoming = "data/incoming",
             force: Annotated[bool, typer.Option(help="retrain even when the data is unchanged")] = False,
+            allow_new_labels: Annotated[bool, typer.Option(
+                "--allow-new-labels", help="admit waiting files whose labels the corpus does not have")] = False,
             set_: Overrides = []) -> None:  # noqa: B006
     """Merge new data into the corpus; retrain when it changed (the gate decides the champion)."""
     from lowlm.config import PipelineConfig, load_pipeline_config
@@ -397,6 +405,8 @@ def retrain(preset: Annotated[str, typer.Argument(help="classification preset or
     from lowlm.data.incoming import check_incoming_dir
 
     overrides = _overrides(set_)
+    if allow_new_labels:
+        overrides["corpus.allow_new_labels"] = True
     try:
         check_incoming_dir(incoming, load_pipeline_config(preset, overrides, PipelineConfig).corpus)
     except (FileNotFoundError, ValueError) as exc:

@@ -42,7 +42,7 @@ def retrain(preset: str = "sample", incoming_dir: str = DEFAULT_INCOMING, force:
     merged = merge(config.corpus, incoming_dir, out_dir)
     decision = decide(config.registry.model_name, merged["digest"], merged["split_digests"], force)
     result = {"decision": decision, "merged": {k: merged[k] for k in ("digest", "new_rows", "dropped", "accepted",
-                                                                       "rejected", "relabelled")}}
+                                                                       "rejected", "relabelled", "new_labels")}}
     if not decision["retrain"]:
         return result
     config = config.model_copy(update={"corpus": CorpusConfig.model_validate(merged["config"])})
@@ -64,6 +64,9 @@ def describe(result: dict) -> str:
     lines = [f"{'retrained' if d['retrain'] else 'skipped'}: {d['reason']}",
              f"corpus {m['digest']}: {m['new_rows']} new row(s) from {len(m['accepted'])} file(s), "
              f"dropped {m['dropped']}"]
+    if m.get("new_labels"):
+        lines.append(f"new labels admitted: {', '.join(m['new_labels'])} (rows of each held out in validation and "
+                     f"test, so the gate scores both models on them)")
     lines += [f"rejected {file}: {why}" for file, why in m["rejected"].items()]
     if "pipeline" in result:
         model = result["pipeline"]["model"]

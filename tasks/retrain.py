@@ -26,12 +26,13 @@ def merge(corpus: CorpusConfig, incoming_dir: str, out_dir: str) -> dict:
     for file, why in merged.rejected.items():
         logger.error("rejected %s: %s", file, why)
     corpus = load_corpus(merged.config)  # exactly what the pipeline's ingest will compute
-    logger.info("merged corpus %s: %d new row(s) from %d file(s); dropped %s; relabelled %d",
-                merged.digest, merged.new_rows, len(merged.accepted), merged.dropped, merged.relabelled)
+    logger.info("merged corpus %s: %d new row(s) from %d file(s); dropped %s; relabelled %d; new labels %s",
+                merged.digest, merged.new_rows, len(merged.accepted), merged.dropped, merged.relabelled,
+                merged.new_labels or "none")
     return {"config": merged.config.model_dump(mode="json"), "digest": corpus.content_digest(),
             "split_digests": corpus.digests,
             "accepted": merged.accepted, "rejected": merged.rejected, "new_rows": merged.new_rows,
-            "dropped": merged.dropped, "relabelled": merged.relabelled}
+            "dropped": merged.dropped, "relabelled": merged.relabelled, "new_labels": merged.new_labels}
 
 
 def _same_data(version: dict, content: str, splits: dict) -> bool:

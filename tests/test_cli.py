@@ -86,6 +86,25 @@ def test_data_add_then_list_shows_what_waits(tmp_path):
     refused = runner.invoke(app, ["data", "add", str(bad), "--incoming", str(incoming), "--no-event"])
     assert refused.exit_code == 2 and "bad.csv, row 1: empty or missing text" in refused.output
     assert "waiting: 1" in runner.invoke(app, ["data", "list", "--incoming", str(incoming)]).output
+    # labels the corpus does not have: refused, naming them and the file, unless admitted
+    foreign = tmp_path / "foreign.csv"
+    pd.DataFrame({"text": [f"totally new question number {i}" for i in range(4)],
+                  "label": ["wow", "wow", "wow", "pos"]}).to_csv(foreign, index=False)
+    refused = runner.invoke(app, ["data", "add", str(foreign), "--incoming", str(incoming), "--no-event"])
+    assert refused.exit_code == 2 and "foreign.csv: label(s) ['pos', 'wow'] are not among" in refused.output
+    assert "waiting: 1" in runner.invoke(app, ["data", "list", "--incoming", str(incoming)]).output
+    refused = runner.invoke(app, ["data", "add", str(foreign), "--incoming", str(incoming), "--no-event",
+                                  "--allow-new-labels"])
+    assert refused.exit_code == 2 and "new label(s) ['pos'] have fewer than 3 rows" in refused.output
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("text,label\nmy card was swallowed at the caf\xe9,card_problem\n".encode("latin-1"))
+    refused = runner.invoke(app, ["data", "add", str(latin), "--incoming", str(incoming), "--no-event"])
+    assert refused.exit_code == 2 and "latin.csv" in refused.output and "latin-1" in refused.output, refused.output
+    added = runner.invoke(app, ["data", "add", str(latin), "--incoming", str(incoming), "--no-event",
+                                "--encoding", "latin-1"])
+    assert added.exit_code == 0, added.output
+    copy = next(incoming.glob("*-latin.csv"))
+    assert "café" in copy.read_text(encoding="utf-8")  # queued as UTF-8, as the merge reads it
     # the sample corpus's own folder as the incoming folder: retraining would move the corpus away
     for command in (["data", "add", str(rows)], ["retrain", "sample"]):
         refused = runner.invoke(app, [*command, "--incoming", str(ROOT / "data" / "sample")])

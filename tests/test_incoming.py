@@ -82,21 +82,47 @@ def test_bad_files_are_refused_on_add_and_set_aside_on_merge(base, tmp_path):
     with pytest.raises(CorpusError, match=r"wrong.csv.*text"):
         add_file(wrong, incoming, base)
     incoming.mkdir()
-    # dropped straight into the folder: the unreadable one is set aside with the reason, the merge
-    # goes on (a new label joins train: the held-out splits are fixed, nothing needs splitting)
+    # dropped straight into the folder: the unreadable one and the one with a label the corpus lacks
+    # are set aside with the reason, the merge goes on
     (incoming / "dropped.csv").write_text("text,label\nfine row,refund\n,card\n")
     write_csv(incoming / "loan.csv", [("i want a loan", "loan")])
     write_csv(incoming / "good.CSV", [("a brand new refund question", "refund")])
     merged = merge_incoming(base, incoming, tmp_path / "out")
-    assert merged.new_rows == 2 and sorted(p.rsplit("-", 1)[-1] for p in merged.accepted) == ["good.CSV", "loan.csv"]
+    assert merged.new_rows == 1 and [p.rsplit("-", 1)[-1] for p in merged.accepted] == ["good.CSV"]
     notes = [p.read_text() for p in (incoming / REJECTED).glob("*-dropped.csv.error.txt")]
     assert len(notes) == 1 and "dropped.csv, row 2: empty or missing text" in notes[0]
-    assert len(merged.rejected) == 1 and list(merged.rejected)[0].endswith("-dropped.csv")
-    assert "loan" in load_corpus(merged.config).labels
+    assert len(merged.rejected) == 2
+    loan_note = next(why for file, why in merged.rejected.items() if file.endswith("-loan.csv"))
+    assert "label(s) ['loan'] are not among the corpus's labels ['card', 'refund']" in loan_note
+    assert "--allow-new-labels" in loan_note
+    assert load_corpus(merged.config).labels == ["card", "refund"]
     # a second file of the same name never replaces the first
     write_csv(incoming / "good.CSV", [("another refund question entirely", "refund")])
     again = merge_incoming(base, incoming, tmp_path / "out")
-    assert again.new_rows == 1 and len(pending(incoming / ACCEPTED)) == 3
+    assert again.new_rows == 1 and len(pending(incoming / ACCEPTED)) == 2
+
+
+def test_new_labels_are_refused_unless_admitted_and_then_reach_every_split(base, tmp_path):
+    incoming = tmp_path / "incoming"
+    loans = write_csv(tmp_path / "loans.csv", [(f"can i get a loan for thing {i}", "loan") for i in range(10)])
+    with pytest.raises(CorpusError, match=r"loans.csv: label\(s\) \['loan'\] are not among the corpus's labels"):
+        add_file(loans, incoming, base)
+    before = {name: set(frame["text"]) for name, frame in splits(base)[1].items()}
+    add_file(loans, incoming, base, allow_new_labels=True)
+    merged = merge_incoming(base, incoming, tmp_path / "out")
+    assert merged.new_labels == ["loan"] and merged.rejected == {}
+    corpus, after = splits(merged.config)
+    assert corpus.labels == ["card", "refund", "loan"] or sorted(corpus.labels) == ["card", "loan", "refund"]
+    for split in ("validation", "test"):  # the gate scores both models on rows of the new class too
+        added = after[split][after[split]["label"] == "loan"]
+        assert len(added) >= 1 and before[split] <= set(after[split]["text"])
+    assert sum(len(f[f["label"] == "loan"]) for f in after.values()) == 10  # nothing lost, nothing twice
+    # the merge is stable: merging again picks the same held-out rows
+    assert merge_incoming(base, incoming, tmp_path / "out").digest == merged.digest
+    # admitted by the corpus setting: the same, no marker needed
+    tiny = write_csv(tmp_path / "tiny.csv", [("one lonely question", "other")])
+    with pytest.raises(CorpusError, match=r"new label\(s\) \['other'\] have fewer than 3 rows"):
+        add_file(tiny, incoming, base.model_copy(update={"allow_new_labels": True}))
 
 
 def test_single_file_corpus_keeps_its_carved_test_split(tmp_path):

@@ -30,6 +30,8 @@ class CorpusConfig(_Strict):
     validation_size: float = Field(0.1, gt=0, lt=1, description="Carved from train when no validation split.")
     seed: int = 13
     max_rows: int | None = Field(None, gt=0, description="Keep a seeded sample of at most this many train rows.")
+    allow_new_labels: bool = Field(
+        False, description="Added data (retraining) may bring labels the corpus lacks; off: such files are refused.")
 
 
 class PairCorpusConfig(_Strict):

@@ -18,6 +18,14 @@ dropped (it would leak). The base's own rows are kept as they are, so merging no
 the base corpus's content digest (``Corpus.content_digest``). The splits are written as
 ``train.csv``, ``validation.csv`` and ``test.csv`` in a folder named by their digest.
 
+Labels: a file whose rows carry labels the base corpus lacks is refused (``lowlm data add``) or
+rejected (merge), naming them, unless new labels are admitted: ``CorpusConfig.allow_new_labels``,
+or ``add_file(..., allow_new_labels=True)`` (``lowlm data add --allow-new-labels``), which leaves a
+marker beside the file. Admitted new labels also get held-out rows: a share of each new label's rows
+(``test_size`` / ``validation_size``, at least one each, chosen by a hash of the text, so every
+merge picks the same) moves to the test and validation splits, so the gate scores champion and
+challenger on test data that has the new classes too, not on the old test split alone.
+
 Files added by hand or by ``add_file`` are read as UTF-8 by their extension (a ``.txt``/``.label``
 file added to a line-format corpus is read in that format), with the corpus's column names. One
 merge at a time per incoming folder (a lock file); arrival order is the order of the UTC time
@@ -28,6 +36,7 @@ No Prefect here: the retrain flow and the CLI call these functions.
 
 from __future__ import annotations
 
+import codecs
 import fcntl
 import hashlib
 import os
@@ -56,6 +65,7 @@ class Merged:
     accepted: list[str] = field(default_factory=list)  # files accepted by this merge
     rejected: dict[str, str] = field(default_factory=dict)  # file -> why
     new_rows: int = 0  # rows the files accepted by this merge added
+    new_labels: list[str] = field(default_factory=list)  # labels the base corpus lacks (admitted)
     relabelled: int = 0  # rows kept with the label a newer row gave the same text
     dropped: dict[str, int] = field(default_factory=dict)  # reason -> rows
 
@@ -72,34 +82,62 @@ def _is_data(path: Path) -> bool:
 LINE_FORMATS = ("tab_lines", "colon_lines", "trec")
 
 
-def _for_file(cfg: CorpusConfig, path: Path) -> CorpusConfig:
+def _for_file(cfg: CorpusConfig, path: Path, encoding: str | None = None) -> CorpusConfig:
     """The corpus's settings for one file: a table file (CSV, JSONL...) goes by its extension, a line
     file by the corpus's line format (TREC's ``.label`` lines stay TREC lines, a CSV added beside
     them is still read as CSV), with the corpus's column names; always UTF-8 (a Latin-1 corpus such as
     TREC's does not make new files Latin-1)."""
     line_file = cfg.format in LINE_FORMATS and path.suffix.lower() in (".txt", ".label")
-    return cfg.model_copy(update={"format": cfg.format if line_file else "auto", "encoding": "utf-8"})
+    return cfg.model_copy(update={"format": cfg.format if line_file else "auto", "encoding": encoding or "utf-8"})
 
 
-def read_rows(path: str | Path, cfg: CorpusConfig, added: bool = True) -> pd.DataFrame:
+def read_rows(path: str | Path, cfg: CorpusConfig, added: bool = True, encoding: str | None = None) -> pd.DataFrame:
     """A file's rows as ``text``/``label`` with the corpus's columns and checks; errors name file and row.
 
-    ``added``: an added file (see ``_for_file``); the corpus's own files are read exactly as configured.
+    ``added``: an added file (see ``_for_file``; ``encoding`` its text encoding, UTF-8 by default);
+    the corpus's own files are read exactly as configured.
     """
     path = Path(path)
-    cfg = _for_file(cfg, path) if added else cfg
+    cfg = _for_file(cfg, path, encoding) if added else cfg
     frame = read_file(path, cfg)
     word = "line" if _format_of(path, cfg.format) in LINE_FORMATS else "row"
     return _validate_rows(frame, str(path), word)[["text", "label"]]
 
 
-def check_files(files, cfg: CorpusConfig) -> dict[Path, pd.DataFrame]:
+NEW_LABELS_MARKER = ".{name}.new-labels"  # beside a file added with allow_new_labels
+MIN_NEW_LABEL_ROWS = 3  # one each for train, validation and test
+
+
+def check_labels(rows: pd.DataFrame, known, source: str, allow_new: bool) -> list[str]:
+    """The labels of ``rows`` that ``known`` lacks; refused (CorpusError naming them and ``source``)
+    unless ``allow_new``, and then each needs ``MIN_NEW_LABEL_ROWS`` rows."""
+    counts = rows["label"].value_counts()
+    new = sorted(str(label) for label in counts.index if label not in set(known))
+    if new and not allow_new:
+        raise CorpusError(
+            f"{source}: label(s) {new} are not among the corpus's labels {sorted(known)} "
+            f"({int(counts[new].sum())} row(s)); correct them, or admit new labels with `lowlm data add "
+            f"--allow-new-labels` (or corpus.allow_new_labels: true)")
+    few = [label for label in new if counts[label] < MIN_NEW_LABEL_ROWS]
+    if few:
+        raise CorpusError(f"{source}: new label(s) {few} have fewer than {MIN_NEW_LABEL_ROWS} rows; a new label "
+                          f"needs rows for train, validation and test")
+    return new
+
+
+def check_files(files, cfg: CorpusConfig, known_labels=None, allow_new_labels: bool | None = None,
+                encoding: str | None = None) -> dict[Path, pd.DataFrame]:
     """Every file's rows (see ``read_rows``), or one ``CorpusError`` naming every file that cannot be used:
-    all files are checked before any is queued, so one bad file queues none."""
+    all files are checked before any is queued, so one bad file queues none. With ``known_labels``
+    (the corpus's), new labels are refused unless allowed (default: ``cfg.allow_new_labels``)."""
+    allow = cfg.allow_new_labels if allow_new_labels is None else allow_new_labels
     checked, errors = {}, []
     for file in files:
         try:
-            checked[Path(file)] = read_rows(file, cfg)
+            rows = read_rows(file, cfg, encoding=encoding)
+            if known_labels is not None:
+                check_labels(rows, known_labels, str(file), allow)
+            checked[Path(file)] = rows
         except CorpusError as exc:
             errors.append(str(exc))
     if errors:
@@ -128,7 +166,10 @@ def _move(file: Path, folder: Path) -> Path:
     target = folder / name
     while target.exists():
         target = folder / _stamped(file.name, _digest_bytes(file))
+    marker = _marker(file)
     shutil.move(file, target)
+    if marker.exists():
+        shutil.move(marker, _marker(target))
     return target
 
 
@@ -158,8 +199,13 @@ def check_incoming_dir(incoming_dir: str | Path, cfg: CorpusConfig) -> Path:
     return incoming
 
 
-def add_file(path: str | Path, incoming_dir: str | Path, cfg: CorpusConfig) -> Path:
+def add_file(path: str | Path, incoming_dir: str | Path, cfg: CorpusConfig, allow_new_labels: bool = False,
+             encoding: str | None = None, known_labels=None) -> Path:
     """Check ``path`` with the corpus's reader and copy it into ``incoming_dir``; returns the copy.
+
+    ``allow_new_labels``: the file may bring labels the corpus lacks; a marker beside the copy lets the
+    merge admit them. ``known_labels``: the corpus's labels (read from it when not given). ``encoding``:
+    the file's text encoding when not UTF-8; the copy is written as UTF-8, as the merge reads it.
 
     The copy is named ``<arrival time>-<content digest>-<name>`` (arrival order is merge order) and
     written under a temporary name first, so a retrain never reads half a file. The same bytes
@@ -171,7 +217,10 @@ def add_file(path: str | Path, incoming_dir: str | Path, cfg: CorpusConfig) -> P
         raise CorpusError(f"{path}: no such file")
     if not _is_data(path):
         raise CorpusError(f"{path}: not a corpus file (expected one of {', '.join(sorted(DATA_SUFFIXES))})")
-    read_rows(path, cfg)  # refuse a file the retrain could not read, now, with the reason
+    rows = read_rows(path, cfg, encoding=encoding)  # refuse a file the retrain could not read, now, with the reason
+    known = load_corpus(cfg).labels if known_labels is None else known_labels
+    allow_new_labels = allow_new_labels or cfg.allow_new_labels
+    check_labels(rows, known, str(path), allow_new_labels)
     digest = _digest_bytes(path)
     for folder in (incoming, incoming / ACCEPTED):
         if folder.is_dir():
@@ -181,9 +230,22 @@ def add_file(path: str | Path, incoming_dir: str | Path, cfg: CorpusConfig) -> P
     incoming.mkdir(parents=True, exist_ok=True)
     target = incoming / _stamped(path.name, digest)
     partial = incoming / f".{target.name}.partial"
-    shutil.copyfile(path, partial)
+    if encoding and codecs.lookup(encoding).name != "utf-8" and path.suffix.lower() != ".parquet":
+        partial.write_text(path.read_text(encoding=encoding), encoding="utf-8")
+    else:
+        shutil.copyfile(path, partial)
+    if allow_new_labels:
+        _marker(target).write_text("new labels admitted by `lowlm data add --allow-new-labels`\n")
     os.replace(partial, target)
     return target
+
+
+def _marker(file: Path) -> Path:
+    return file.parent / NEW_LABELS_MARKER.format(name=file.name)
+
+
+def _new_labels_allowed(file: Path, cfg: CorpusConfig) -> bool:
+    return cfg.allow_new_labels or _marker(file).exists()
 
 
 def pending(incoming_dir: str | Path) -> list[Path]:
@@ -215,6 +277,26 @@ def _add_rows(train: pd.DataFrame, keys: dict[str, list[int]], rows: pd.DataFram
             new_texts.append(text)
     texts = train["text"].tolist() + new_texts
     return pd.DataFrame({"text": texts, "label": labels})
+
+
+def _hold_out_new_labels(train: pd.DataFrame, held: dict[str, pd.DataFrame], known: set,
+                         cfg: CorpusConfig) -> dict[str, pd.DataFrame]:
+    """train / validation / test, with a share of each new label's rows moved from train to test and
+    validation (at least one each; picked by a hash of the text, so the same rows every merge)."""
+    new = train[~train["label"].isin(known)]
+    if new.empty:
+        return {"train": train, **held}
+    moved = {"test": [], "validation": []}
+    for _, rows in new.groupby("label", sort=True):
+        order = sorted(rows.index, key=lambda i: hashlib.sha256(_key(rows.at[i, "text"]).encode()).hexdigest())
+        n_test = max(1, round(cfg.test_size * len(order)))
+        n_val = max(1, round(cfg.validation_size * len(order)))
+        moved["test"] += order[:n_test]
+        moved["validation"] += order[n_test:n_test + n_val]
+    out = {"train": train.drop(index=moved["test"] + moved["validation"]).reset_index(drop=True)}
+    for split in ("validation", "test"):
+        out[split] = pd.concat([held[split], train.loc[moved[split], ["text", "label"]]], ignore_index=True)
+    return out
 
 
 def _write(frames: dict[str, pd.DataFrame], out_dir: Path) -> tuple[Path, str]:
@@ -259,8 +341,11 @@ def merge_incoming(cfg: CorpusConfig, incoming_dir: str | Path, out_dir: str | P
         for i, text in enumerate(train["text"]):
             keys.setdefault(_key(text), []).append(i)
         counts = dict.fromkeys(("duplicate", "relabelled", "in_validation_or_test"), 0)
+        known = set(base.labels)
         for file in pending(accepted_dir):  # merged before: part of the corpus
-            train = _add_rows(train, keys, read_rows(file, cfg), held_keys, counts)
+            rows = read_rows(file, cfg)
+            check_labels(rows, known, str(file), _new_labels_allowed(file, cfg))
+            train = _add_rows(train, keys, rows, held_keys, counts)
         counts = dict.fromkeys(counts, 0)  # report what this merge's files did
         before = len(train)
 
@@ -268,10 +353,11 @@ def merge_incoming(cfg: CorpusConfig, incoming_dir: str | Path, out_dir: str | P
         for file in pending(incoming):
             try:
                 rows = read_rows(file, cfg)
+                check_labels(rows, known, str(file), _new_labels_allowed(file, cfg))
                 trial_counts = dict(counts)
                 trial_keys = {k: list(v) for k, v in keys.items()}
                 trial = _add_rows(train, trial_keys, rows, held_keys, trial_counts)
-                folder, _ = _write({"train": trial, **held}, out_dir)
+                folder, _ = _write(_hold_out_new_labels(trial, held, known, cfg), out_dir)
                 load_corpus(_merged_config(cfg, folder))  # the pipeline must be able to use the result
             except CorpusError as exc:
                 moved = _move(file, rejected_dir)
@@ -281,7 +367,9 @@ def merge_incoming(cfg: CorpusConfig, incoming_dir: str | Path, out_dir: str | P
             train, keys, counts = trial, trial_keys, trial_counts
             result.accepted.append(str(_move(file, accepted_dir)))
         result.new_rows = len(train) - before
-        folder, result.digest = _write({"train": train, **held}, out_dir)
+        splits = _hold_out_new_labels(train, held, known, cfg)
+        result.new_labels = sorted(set(splits["train"]["label"]) - known)
+        folder, result.digest = _write(splits, out_dir)
     result.config = _merged_config(cfg, folder)
     result.relabelled = counts.pop("relabelled")
     result.dropped = counts
