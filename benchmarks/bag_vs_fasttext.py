@@ -184,6 +184,7 @@ def run_ours(data: dict, seed: int, threads: int, settings: dict, keep_model: bo
     from lowlm.text.batching import Batches
     from lowlm.text.tokenizer import Tokenizer
     from lowlm.training.objectives import classification_metrics as evaluate, train_classifier as fit
+    from lowlm.training.trainer import seed_everything
 
     s = settings
     train, validation, test = (data["splits"].get(k) for k in ("train", "validation", "test"))
@@ -204,7 +205,7 @@ def run_ours(data: dict, seed: int, threads: int, settings: dict, keep_model: bo
     lap("encode")
     train_batches = Batches(train_ids, train["label"], batch_size=s["batch_size"], shuffle=True, seed=seed)
     val_batches = Batches(val_ids, validation["label"], batch_size=1024)
-    torch.manual_seed(seed)
+    seed_everything(seed)  # torch, numpy and Python, before the model is built
     model = BagOfNgrams(BagOfNgramsConfig(embedding_dim=s["embedding_dim"], ngrams=s["ngrams"], buckets=s["buckets"],
                                           dropout=s["dropout"]), tok.vocab_size, num_labels)
     ngram_rows = model.index_ngrams((b.ids, b.lengths) for b in Batches(train_ids, batch_size=4096))

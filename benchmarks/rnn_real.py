@@ -33,6 +33,7 @@ from lowlm.data.corpus import load_corpus  # noqa: E402
 from lowlm.models.kinds import build_model  # noqa: E402
 from lowlm.text.tokenizer import Tokenizer  # noqa: E402
 from lowlm.training.objectives import classification_metrics, train_classifier  # noqa: E402
+from lowlm.training.trainer import seed_everything  # noqa: E402
 
 
 def run_once(config, seed: int) -> dict:
@@ -46,7 +47,7 @@ def run_once(config, seed: int) -> dict:
     train = Batches(enc["train"], corpus.splits["train"]["label"], cfg.batch_size, shuffle=True, seed=seed)
     val = Batches(enc["validation"], corpus.splits["validation"]["label"], 512)
     test = Batches(enc["test"], corpus.splits["test"]["label"], 512)
-    torch.manual_seed(seed)
+    seed_everything(seed)  # torch, numpy and Python: the initial weights are part of the result
     model = build_model(config.model, vocab_size=tok.vocab_size, num_labels=len(corpus.labels), words=tok.tokens())
     if config.model.kind == "bag_of_ngrams":
         model.index_ngrams((b.ids, b.lengths) for b in train)

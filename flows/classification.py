@@ -19,6 +19,7 @@ from prefect import flow
 
 from lowlm.config import PipelineConfig
 from lowlm.data.corpus import corpus_fingerprint
+from flows.runtime import guard_api_run
 from tasks._cache import WorkFolder
 from tasks._stage import pipeline_run
 from tasks.adversarial import adversarial
@@ -35,6 +36,7 @@ from tasks.train import train
 @flow(name="classification")
 def classification(config: PipelineConfig, resume: bool = False) -> dict:
     """Train, evaluate and register a text classifier from one pipeline config."""
+    guard_api_run(config)  # a run started through the API reads and writes only where its deployment allows
     work = WorkFolder(config.work_dir)  # stage outputs and their cached results live here
     with pipeline_run("classification", config) as tracking:
 

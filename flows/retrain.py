@@ -37,7 +37,12 @@ def retrain(preset: str = "sample", incoming_dir: str = DEFAULT_INCOMING, force:
     arrive. force: retrain even when the data is unchanged. overrides: dotted settings, e.g.
     {"train.epochs": 5}.
     """
+    from flows.runtime import guard_api_run
+
+    named = {"preset": preset} if Path(preset).suffix in (".yaml", ".yml") or "/" in preset else {}
+    guard_api_run(None, incoming_dir=incoming_dir, **named)  # before the preset file is even read
     config = load_pipeline_config(preset, overrides or {}, PipelineConfig)
+    guard_api_run(config)
     out_dir = str(Path(config.work_dir) / "retrain" / config.registry.model_name)
     merged = merge(config.corpus, incoming_dir, out_dir)
     decision = decide(config.registry.model_name, merged["digest"], merged["split_digests"], force)

@@ -236,3 +236,72 @@ def fail_stale_runs(uri: str, experiment_names: list[str] | None = None) -> list
 
 def echo_err(message: str) -> None:
     print(mask(message), file=sys.stderr)
+
+
+# ------------------------------------------------------------------- paths of runs started via the API
+
+ALLOWED_ROOTS_ENV = "LOWLM_ALLOWED_ROOTS"
+PATH_FIELDS = {"path", "validation_file", "test_file", "source_path", "target_path", "validation_source",
+               "validation_target", "test_source", "test_target", "validation_path", "test_path", "work_dir"}
+
+
+class PathNotAllowed(ValueError):
+    """A run started through the Prefect API names a path outside the roots its deployment allows."""
+
+
+def allowed_roots() -> list[Path]:
+    """``LOWLM_ALLOWED_ROOTS`` (paths joined by ``os.pathsep``), else the project's ``data/``,
+    ``configs/`` and ``.lowlm/`` work folder and ``../shared/data``; resolved."""
+    raw = os.environ.get(ALLOWED_ROOTS_ENV, "")
+    roots = [Path(p) for p in raw.split(os.pathsep) if p] if raw else [
+        ROOT / "data", ROOT / "configs", ROOT / ".lowlm", ROOT.parent / "shared" / "data"]
+    return [r.expanduser().resolve() for r in roots]
+
+
+def started_through_api() -> bool:
+    """Whether this flow run belongs to a deployment (started from the UI, the API, a schedule or an event)."""
+    try:
+        from prefect.runtime import deployment
+    except ImportError:
+        return False
+    return deployment.id is not None
+
+
+def config_paths(data, where: str = "config") -> dict[str, str]:
+    """Every file or folder setting in a config (as a dict), by its dotted name."""
+    found = {}
+    if isinstance(data, dict):
+        for key, value in data.items():
+            name = f"{where}.{key}"
+            if key in PATH_FIELDS and isinstance(value, str):
+                found[name] = value
+            elif isinstance(value, (dict, list)):
+                found.update(config_paths(value, name))
+    elif isinstance(data, list):
+        for i, value in enumerate(data):
+            found.update(config_paths(value, f"{where}[{i}]"))
+    return found
+
+
+def check_api_paths(paths: dict[str, str], roots: list[Path] | None = None) -> None:
+    """For a run started through the Prefect API: every path (name -> value) must resolve inside an
+    allowed root, else ``PathNotAllowed`` naming the parameter, its resolved path and the roots. Runs
+    started in this process (``lowlm run``) are the user's own and are not restricted."""
+    roots = allowed_roots() if roots is None else roots
+    for name, value in paths.items():
+        resolved = Path(value).expanduser().resolve()
+        if not any(resolved == root or resolved.is_relative_to(root) for root in roots):
+            raise PathNotAllowed(
+                f"{name}: {value!r} resolves to {resolved}, outside the folders this deployment allows "
+                f"({', '.join(map(str, roots))}); runs started through the API may only read and write there "
+                f"(add a folder with `lowlm serve --allow-root PATH` or {ALLOWED_ROOTS_ENV})")
+
+
+def guard_api_run(config=None, **paths: str) -> None:
+    """``check_api_paths`` over a config's path settings and the given parameters, when this flow run was
+    started through the API."""
+    if not started_through_api():
+        return
+    named = config_paths(config.model_dump(mode="json")) if config is not None else {}
+    named.update({k: v for k, v in paths.items() if v})
+    check_api_paths(named)

@@ -17,6 +17,7 @@ from prefect import flow
 
 from lowlm.config import Seq2SeqPipelineConfig
 from lowlm.data.pairs import pairs_fingerprint
+from flows.runtime import guard_api_run
 from tasks._cache import WorkFolder
 from tasks._stage import pipeline_run
 from tasks.augment import augment_pairs
@@ -31,6 +32,7 @@ from tasks.train import train_seq2seq
 @flow(name="seq2seq")
 def seq2seq(config: Seq2SeqPipelineConfig, resume: bool = False) -> dict:
     """Train, evaluate and register an attention encoder-decoder from one pipeline config."""
+    guard_api_run(config)  # a run started through the API reads and writes only where its deployment allows
     work = WorkFolder(config.work_dir)  # stage outputs and their cached results live here
     with pipeline_run("seq2seq", config) as tracking:
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
 from prefect.client.orchestration import get_client
@@ -97,3 +98,30 @@ def test_deleted_or_second_work_folders_recompute(prefect_harness, quick_config,
     assert states["ingest"] == states["tokenize"] == "Cached"
     assert states["train"] == "Completed", states
     assert any((work_a / "train").iterdir())
+
+
+def test_gc_removes_only_what_no_registered_version_or_recent_entry_needs(prefect_harness, quick_config, tmp_path,
+                                                                          tracking_uri):
+    import os
+    import time
+
+    from tasks.gc import collect, registered_digests
+
+    work = tmp_path / "w"
+    _, first = _run(quick_config(work, name="gc-test"))
+    stale = work / "tokenize" / "0123456789abcdef"  # an output no cache entry names (an old config's)
+    stale.mkdir(parents=True)
+    (stale / "tokenizer.json").write_text("{}")
+    fresh = collect(work, registered_digests(tracking_uri))  # entries are recent: only the orphan goes
+    assert fresh.removed == [str(stale)] and not stale.exists()
+    old = time.time() - 30 * 86400
+    for record in (work / "results").iterdir():
+        os.utime(record, (old, old))
+    dry = collect(work, set(), keep_days=14, dry_run=True)  # nothing registered: everything could go
+    assert dry.removed_records >= 4 and all(Path(p).exists() for p in dry.removed)
+    kept = collect(work, registered_digests(tracking_uri), keep_days=14)  # the registered model's train stays
+    model_dir = Path(first["model"]["name"] and next((work / "train").rglob("bundle.json")).parent)
+    assert model_dir.exists() and kept.kept_records >= 1
+    assert not any((work / "ingest").iterdir()), "the old ingest outputs no kept entry names are removed"
+    _, again = _run(quick_config(work, name="gc-test"))  # and the pipeline still runs: recomputes what went
+    assert again["model"]["version"] == "1" and not again["model"]["new"]

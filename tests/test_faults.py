@@ -80,15 +80,33 @@ def test_a_store_that_is_down_fails_fast_with_one_masked_line():
         assert seconds < 60, f"{args}: {seconds:.0f} s to fail"  # was about 4.5 minutes
 
 
-@pytest.mark.usefixtures("prefect_server")
-def test_kill_9_mid_training_then_resume_gives_the_uninterrupted_model(tmp_path, tracking_uri):
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, prefect_server, tracking_uri) -> dict:
+    """One run of the small preset, start to end, in a process of its own."""
+    folder = tmp_path_factory.mktemp("whole")
+    done = subprocess.run([str(LOWLM), "run", str(small_preset(folder, "fault-resume"))], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    runs = runs_of(tracking_uri, "lowlm-fault-resume")
+    train = next(r for r in runs if r.info.run_name == "train")
+    evaluate = next(r for r in runs if r.info.run_name == "evaluate")
+    return {"digest": train.data.tags["lowlm.model_digest"], "test_accuracy": evaluate.data.metrics["test_accuracy"]}
+
+
+def test_the_same_preset_in_a_fresh_process_gives_the_same_model(uninterrupted, tmp_path, tracking_uri):
+    """Seeds are set before any model is built: two fresh processes train the same weights, so the
+    gate compares models, not seeds."""
+    again = subprocess.run([str(LOWLM), "run", str(small_preset(tmp_path, "fault-resume"))], cwd=ROOT,
+                           capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert f"test accuracy {uninterrupted['test_accuracy']:.4f}" in again.stdout
+    assert f"model digest {uninterrupted['digest']} is already version" in again.stdout
+
+
+def test_kill_9_mid_training_then_resume_gives_the_uninterrupted_model(uninterrupted, tmp_path, tracking_uri):
     """kill -9 leaves runs RUNNING: the next start marks them FAILED and says so; `--resume` continues
     the training from its last checkpoint to the model an uninterrupted run trains."""
-    whole = small_preset(tmp_path / "whole", "fault-resume")
-    done = subprocess.run([str(LOWLM), "run", str(whole)], cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stdout + done.stderr
-    expected = next(r for r in runs_of(tracking_uri, "lowlm-fault-resume") if r.info.run_name == "train")
-    digest = expected.data.tags["lowlm.model_digest"]
+    digest = uninterrupted["digest"]
 
     killed = small_preset(tmp_path / "killed", "fault-resume")
     process = start("run", str(killed))
@@ -137,3 +155,21 @@ def test_sigterm_ends_the_runs_failed_and_stops_the_temporary_prefect_server(tmp
     assert {r.info.status for r in runs if r.info.run_name in ("fault-sigterm", "train")} == {"FAILED"}
     gone, alive = psutil.wait_procs(children, timeout=30)
     assert not alive, f"left running: {[p.cmdline() for p in alive]}"
+
+
+def test_api_paths_are_checked_against_the_allowed_roots(tmp_path):
+    from flows.runtime import PathNotAllowed, check_api_paths, config_paths
+    from lowlm.config import load_pipeline_config
+
+    config = load_pipeline_config("sample", {"corpus.path": str(tmp_path / "x.csv"), "work_dir": "/tmp/w"})
+    paths = config_paths(config.model_dump(mode="json"))
+    assert paths["config.corpus.path"] == str(tmp_path / "x.csv") and paths["config.work_dir"] == "/tmp/w"
+    assert "config.fewshot.corpus.path" in paths
+    check_api_paths({"config.corpus.path": str(tmp_path / "x.csv")}, [tmp_path])
+    for sneaky in (str(tmp_path / ".." / "etc"), "/etc/passwd", str(tmp_path) + "-sibling/x"):
+        with pytest.raises(PathNotAllowed, match="outside the folders this deployment allows"):
+            check_api_paths({"config.corpus.path": sneaky}, [tmp_path])
+    link = tmp_path / "link"
+    link.symlink_to("/etc")
+    with pytest.raises(PathNotAllowed, match="resolves to /etc"):
+        check_api_paths({"incoming_dir": str(link)}, [tmp_path])
