@@ -6,7 +6,9 @@ A stage's cache key is the digest of
 - the code it runs: its task module and every ``lowlm``/``tasks`` module that module imports,
   followed transitively (editing the seq2seq model does not re-run classification's ingest),
 - the identity of its work folder (absolute path + an id written when the folder is created), so two
-  checkouts on one machine, or a work folder deleted and made again, never share a result.
+  checkouts on one machine, or a work folder deleted and made again, never share a result;
+- the MLflow store it logs to (its URI, not the run): against a new store the stages run and log
+  again, so every run id a registered version names (``train_run_id``) is in the store it is in.
 
 Results live next to the outputs they name: ``<work_dir>/results/`` (``WorkFolder.stage`` binds a
 task to it). A stored result that names a file which no longer exists is dropped before Prefect
@@ -165,7 +167,7 @@ def missing_outputs(record_file: Path, root: Path) -> list[str]:
 
 @dataclass
 class StageCache(CachePolicy):
-    """Inputs (less ``tracking``) + the code the stage runs + its work folder's identity.
+    """Inputs (less ``tracking``) + the code the stage runs + its work folder's identity + the store's URI.
 
     The work folder is the stage's ``work_dir`` input; stages without one are keyed on their inputs,
     whose handles name files in the work folder.
@@ -177,7 +179,10 @@ class StageCache(CachePolicy):
         module = task_ctx.task.fn.__module__ if task_ctx else ""
         work_dir = inputs.get("work_dir")
         identity = folder_identity(Path(work_dir).resolve()) if work_dir else ""
-        key = hashlib.sha256(json.dumps([base, module, code_digest(module), identity]).encode()).hexdigest()[:32]
+        # the store a stage logs to (not the run): a result cached for another store would hand the
+        # registry run ids that store does not have, so lineage stays complete where a model is registered
+        store = getattr(inputs.get("tracking"), "uri", "")
+        key = hashlib.sha256(json.dumps([base, module, code_digest(module), identity, store]).encode()).hexdigest()[:32]
         if work_dir:
             _drop_if_stale(task_ctx, key, Path(work_dir).resolve())
         return key

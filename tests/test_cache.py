@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -102,7 +103,6 @@ def test_deleted_or_second_work_folders_recompute(prefect_harness, quick_config,
 
 def test_gc_removes_only_what_no_registered_version_or_recent_entry_needs(prefect_harness, quick_config, tmp_path,
                                                                           tracking_uri):
-    import os
     import time
 
     from tasks.gc import collect, registered_digests
@@ -125,3 +125,25 @@ def test_gc_removes_only_what_no_registered_version_or_recent_entry_needs(prefec
     assert not any((work / "ingest").iterdir()), "the old ingest outputs no kept entry names are removed"
     _, again = _run(quick_config(work, name="gc-test"))  # and the pipeline still runs: recomputes what went
     assert again["model"]["version"] == "1" and not again["model"]["new"]
+
+
+def test_a_new_mlflow_store_gets_the_stages_logged_again(prefect_harness, quick_config, tmp_path, monkeypatch):
+    """The same work folder against a second store: no cached stage hands that store's registry a run
+    id it does not have; the lineage of the version is complete where it is registered."""
+    from mlflow import MlflowClient
+
+    work = tmp_path / "w"
+    _run(quick_config(work, name="lineage-test"))
+    other = f"sqlite:///{tmp_path / 'other' / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", other)
+    try:
+        states, result = _run(quick_config(work, name="lineage-test"))
+    finally:  # back to the session's store, for the tests after this one
+        monkeypatch.undo()
+        import mlflow
+
+        mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
+    assert {states[s] for s in CACHED_STAGES} == {"Completed"}, states
+    client = MlflowClient(other)
+    version = client.get_model_version("lineage-test", result["model"]["version"])
+    assert client.get_run(version.tags["train_run_id"]).info.run_name == "train"
