@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from lowlm.config import CorpusConfig
-from lowlm.data.corpus import CorpusError, corpus_fingerprint, load_corpus
+from lowlm.data.corpus import CorpusError, corpus_fingerprint, load_corpus, read_file
 
 ROWS = [("good film, great cast", "pos"), ("awful plot", "neg"), ("loved it", "pos"), ("boring and slow", "neg"),
         ("a joy to watch", "pos"), ("waste of time", "neg"), ("brilliant acting", "pos"), ("dull script", "neg"),
@@ -193,4 +193,161 @@ def test_malformed_line_names_the_line(tmp_path):
     path = tmp_path / "c.txt"
     path.write_text("pos\tgreat\nneg\tbad\nthis line has no tab\n")
     with pytest.raises(CorpusError, match=r"c\.txt, line 3: expected label<TAB>text"):
+        load_corpus(CorpusConfig(path=str(path)))
+
+
+# ------------------------------------------------------------------ issue 9: what the readers get wrong
+
+
+def test_integral_float_labels_are_the_integer_labels(tmp_path):
+    """1, 1.0 and "1" are one label, whichever file or reader they come from; 2.5 stays as written."""
+    rows = [(f"text number {i}", 1 + i % 2) for i in range(20)]
+    train = tmp_path / "train.csv"
+    pd.DataFrame(rows, columns=["text", "label"]).to_csv(train, index=False)  # labels 1 and 2
+    test = tmp_path / "test.csv"
+    pd.DataFrame([("a test row", 1.0), ("another test row", 2.0)], columns=["text", "label"]).to_csv(test, index=False)
+    valid = tmp_path / "valid.jsonl"
+    valid.write_text('{"text": "a valid row", "label": 1.0}\n{"text": "one more", "label": 2}\n'
+                     '{"text": "no label", "label": null}\n')
+    with pytest.raises(CorpusError, match=r"valid\.jsonl, row 3: empty or missing label"):
+        load_corpus(CorpusConfig(path=str(train), test_file=str(test), validation_file=str(valid)))
+    valid.write_text('{"text": "a valid row", "label": 1.0}\n{"text": "one more", "label": 2}\n')
+    corpus = load_corpus(CorpusConfig(path=str(train), test_file=str(test), validation_file=str(valid)))
+    assert corpus.labels == ["1", "2"]
+    assert set(corpus.frame("test")["label"]) == set(corpus.frame("validation")["label"]) == {"1", "2"}
+    # Parquet with a float column (a gap made it float), a DataFrame, and a non-integral float
+    pd.DataFrame({"text": ["x", "y", "z"], "label": [1.0, 2.0, None]}).to_parquet(tmp_path / "p.parquet")
+    with pytest.raises(CorpusError, match=r"p\.parquet, row 3: empty or missing label"):
+        load_corpus(CorpusConfig(path=str(tmp_path / "p.parquet")))
+    frame = pd.DataFrame({"text": [t for t, _ in rows], "label": [float(y) for _, y in rows]})
+    assert load_corpus(frame=frame).labels == ["1", "2"]
+    frame["label"] = [2.5 if y == 2 else 1 for _, y in rows]
+    assert load_corpus(frame=frame).labels == ["1", "2.5"]
+
+
+def test_csv_text_is_read_as_written(tmp_path):
+    path = tmp_path / "c.csv"
+    path.write_text("text,label\n" + "".join(f"{i}.50,{i % 2}\n" for i in range(20)))
+    corpus = load_corpus(CorpusConfig(path=str(path)))
+    texts = {t for s in corpus.splits for t in corpus.frame(s)["text"]}
+    assert "3.50" in texts and corpus.labels == ["0", "1"]
+
+
+@pytest.mark.parametrize("name,header,dups", [("c.csv", "text,label,text", "'text'"),
+                                              ("c.tsv", "label\ttext\tlabel\ttext", "'label', 'text'")])
+def test_duplicate_header_columns_are_an_error(tmp_path, name, header, dups):
+    path = tmp_path / name
+    sep = "\t" if name.endswith(".tsv") else ","
+    path.write_text(header + "\n" + sep.join(["1", "hello", "2", "x"][: header.count(sep) + 1]) + "\n")
+    with pytest.raises(CorpusError, match=rf"{name}, line 1: the header names the column\(s\) {dups} more than once"):
+        load_corpus(CorpusConfig(path=str(path)))
+
+
+@pytest.mark.parametrize("content,expected", [
+    (b"", r"e\.csv: the file is empty \(0 bytes\)"),
+    (b"\n\n", r"e\.csv: the file holds only blank lines"),
+    (b"text,label\n", r"e\.csv: the corpus is empty \(no rows after the header on line 1\)"),
+    (b"text,label\nx,1\ny,2,3\nz,1\n", r"e\.csv, line 3 \(row 2\): expected 2 comma-separated fields, as in the header, got 3"),
+    (b"text,label\n\"a\nb\",1\nshort\nz,1\n", r"e\.csv, line 4 \(row 2\): expected 2 comma-separated fields.* got 1"),
+    (b"text,label\nx,1\nz,1,\n", r"e\.csv, line 3 \(row 2\): expected 2 .* got 3"),
+])
+def test_empty_and_ragged_csv_name_the_line(tmp_path, content, expected):
+    path = tmp_path / "e.csv"
+    path.write_bytes(content)
+    with pytest.raises(CorpusError, match=expected):
+        load_corpus(CorpusConfig(path=str(path)))
+
+
+def test_blank_lines_are_skipped_as_pandas_skips_them(tmp_path):
+    path = tmp_path / "c.csv"
+    path.write_text("\ntext,label\n" + "".join(f"row {i},{i % 2}\n   \n" for i in range(20)))
+    assert sum(len(s) for s in load_corpus(CorpusConfig(path=str(path))).splits.values()) == 20
+
+
+@pytest.mark.parametrize("line,expected", [
+    ('{"text": "b", "label":', r"j\.jsonl, line 3: not valid JSON \(Expecting value at column 23\)"),
+    ('["b", 1]', r"j\.jsonl, line 3: expected a JSON object, got list"),
+    ("7", r"j\.jsonl, line 3: expected a JSON object, got int"),
+    ("null", r"j\.jsonl, line 3: expected a JSON object, got null"),
+    ('{"text": "b", "label": 1} {"text": "c", "label": 2}', r"j\.jsonl, line 3: not valid JSON \(Extra data at column 27\)"),
+    ('{"text": "b\\ud800", "label": 1}', r"j\.jsonl, line 3: an unpaired surrogate escape"),
+    ('{"text": "b", "label": 1, "text": "c"}', r"j\.jsonl, line 3: key 'text' appears twice"),
+])
+def test_broken_jsonl_names_the_line(tmp_path, line, expected):
+    path = tmp_path / "j.jsonl"
+    path.write_text('{"text": "a", "label": 1}\n\n' + line + '\n{"text": "c", "label": 2}\n')
+    with pytest.raises(CorpusError, match=expected):
+        load_corpus(CorpusConfig(path=str(path)))
+
+
+@pytest.mark.parametrize("name,head", [("c.csv", b"text,label\n"), ("c.txt", b""), ("c.jsonl", b"")])
+def test_undecodable_byte_names_line_offset_and_byte(tmp_path, name, head):
+    good = {"c.csv": b"row,1\nrow,2\n", "c.txt": b"1\trow\n2\trow\n",
+            "c.jsonl": b'{"text": "row", "label": 1}\n{"text": "row", "label": 2}\n'}[name]
+    bad = good.replace(b"row", b"caf\xe9", 1)
+    path = tmp_path / name
+    data = head + good * 20_000 + bad  # far past the first block a reader takes
+    path.write_bytes(data)
+    offset = data.index(b"\xe9")
+    line = data.count(b"\n", 0, offset) + 1
+    with pytest.raises(CorpusError, match=rf"{name}, line {line}: cannot decode byte b'\\xe9' \(0xE9\) at byte offset "
+                                          rf"{offset} as utf-8.*`encoding: latin-1`"):
+        load_corpus(CorpusConfig(path=str(path)))
+    rows = read_file(path, CorpusConfig(path=str(path), encoding="latin-1"))  # (a stratified split of 40k rows is slow)
+    assert rows["text"].iloc[-2] == "café" and len(rows) == 40_002
+
+
+@pytest.mark.parametrize("name", ["c.csv", "c.tsv", "c.txt", "c.jsonl", "c.label"])
+def test_binary_file_is_not_a_text_file(tmp_path, name):
+    path = tmp_path / name
+    path.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)) * 4)
+    with pytest.raises(CorpusError, match=rf"{name}: not a text file \(a NUL byte at byte offset 8\)"):
+        load_corpus(CorpusConfig(path=str(path)))
+    path.write_bytes("text,label\nhallo,1\n".encode("utf-16-le"))
+    with pytest.raises(CorpusError, match=r"looks like UTF-16 .*`encoding: utf-16-le`"):
+        load_corpus(CorpusConfig(path=str(path)))
+
+
+def test_utf16_csv_and_unknown_encoding(tmp_path):
+    path = tmp_path / "c.csv"
+    pd.DataFrame(ROWS, columns=["text", "label"]).to_csv(path, index=False, encoding="utf-16")
+    cfg = CorpusConfig(path=str(path), encoding="utf-16", test_size=0.25, validation_size=0.2)
+    assert load_corpus(cfg).labels == ["neg", "neu", "pos"]
+    with pytest.raises(CorpusError, match=r"looks like UTF-16 .*byte-order mark.*`encoding: utf-16`"):
+        load_corpus(CorpusConfig(path=str(path)))
+    with pytest.raises(CorpusError, match=r"c\.csv: unknown encoding 'klingon'"):
+        load_corpus(CorpusConfig(path=str(path), encoding="klingon"))
+
+
+@pytest.mark.parametrize("content", [b'{"text": ["x", "y"], "label": [1, 2]}', b'[{"text": {"a": 1}, "label": 1}]',
+                                     b"[1, 2", b'"just a string"', b'{"data": [1]}', b"\xff\xfe\x00", b"null",
+                                     b"\xef\xbb\xbf\n null, 1"])
+def test_json_file_errors_are_corpus_errors(tmp_path, content):
+    path = tmp_path / "c.json"
+    path.write_bytes(content)  # a document that starts with null crashed the process (pyarrow 25's JSON reader)
+    with pytest.raises(CorpusError, match=r"c\.json"):
+        load_corpus(CorpusConfig(path=str(path)))
+    path = path.with_suffix(".jsonl")
+    path.write_bytes(content)
+    with pytest.raises(CorpusError, match=r"c\.jsonl"):
+        load_corpus(CorpusConfig(path=str(path)))
+
+
+@pytest.mark.parametrize("name", ["q.label.gz", "q.label"])
+def test_compressed_line_files_keep_their_encoding(tmp_path, name):
+    import gzip
+
+    data = "".join(f"{lab} caf\u00e9 number {i} ?\n" for i in range(12) for lab in ("HUM:ind", "LOC:city")).encode("latin-1")
+    (tmp_path / name).write_bytes(gzip.compress(data))  # gzip told by the name or by the first bytes alone
+    corpus = load_corpus(CorpusConfig(path=str(tmp_path / name), format="trec", encoding="latin-1"))
+    assert corpus.labels == ["HUM", "LOC"] and corpus.frame("train")["text"].str.startswith("café").all()
+
+
+def test_missing_column_hints(tmp_path):
+    path = tmp_path / "c.csv"
+    path.write_bytes("\ufefftext,label\n".encode() + "".join(f"t{i},{i % 2}\n" for i in range(12)).encode())
+    with pytest.raises(CorpusError, match=r"no text column.*byte-order mark read as Latin-1: set `encoding: utf-8`"):
+        load_corpus(CorpusConfig(path=str(path), encoding="latin-1"))
+    path.write_text("text;label\n" + "".join(f"t{i};{i % 2}\n" for i in range(12)))
+    with pytest.raises(CorpusError, match=r"\['text;label'\]; one column only: is the file separated by another"):
         load_corpus(CorpusConfig(path=str(path)))

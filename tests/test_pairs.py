@@ -11,7 +11,8 @@ from pydantic import ValidationError
 
 from lowlm.config import PairCorpusConfig
 from lowlm.data.corpus import CorpusError
-from lowlm.data.pairs import PairCorpusError, count_tokens, load_pairs, pairs_digest, pairs_fingerprint
+from lowlm.data.pairs import (PairCorpusError, count_tokens, load_pairs, pairs_digest, pairs_fingerprint,
+                              read_lines)
 
 DE = [f"ein Hund läuft {i} mal" for i in range(40)]
 EN = [f"a dog runs {i} times" for i in range(40)]
@@ -249,7 +250,7 @@ def test_bad_bytes_and_broken_gzip(tmp_path):
     src = tmp_path / "s.txt"
     src.write_bytes("eins\nzw\xe4i\ndrei\n".encode("latin-1"))
     tgt = write(tmp_path / "t.txt", ["one", "two", "three"])
-    with pytest.raises(PairCorpusError, match=r"s\.txt, line 2: cannot decode byte b'\\xe4' as utf-8"):
+    with pytest.raises(PairCorpusError, match=r"s\.txt, line 2: cannot decode byte b'\\xe4' \(0xE4\) at byte offset 7 as utf-8"):
         load_pairs(format="aligned", source_path=str(src), target_path=tgt)
     corpus = load_pairs(format="aligned", source_path=str(src), target_path=tgt, encoding="latin-1", test_size=1,
                         validation_size=1)
@@ -325,3 +326,60 @@ def test_bbc_article_to_title(shared_data):
     assert {k: len(v) for k, v in corpus.splits.items()} == {"train": 500, "validation": 100, "test": 200}
     article, title = corpus.splits["train"][0]
     assert len(article.split()) > 5 * len(title.split())
+
+
+# ------------------------------------------------------------------ issue 9: bytes, encodings, binary files
+
+
+def test_bad_byte_gives_line_offset_and_byte(tmp_path):
+    data = "".join(f"Zeile {i}\n" for i in range(5000)).encode() + "zw\xe4i\n".encode("latin-1")
+    src = tmp_path / "s.txt"
+    src.write_bytes(gzip.compress(data))
+    tgt = write(tmp_path / "t.txt", ["x"] * 5001)
+    offset = data.index(b"\xe4")
+    with pytest.raises(PairCorpusError, match=rf"s\.txt, line 5001: cannot decode byte b'\\xe4' \(0xE4\) at byte offset "
+                                              rf"{offset} \(uncompressed\) as utf-8.*`encoding: latin-1`"):
+        load_pairs(format="aligned", source_path=str(src), target_path=tgt)
+
+
+@pytest.mark.parametrize("fmt", ["aligned", "tsv", "jsonl"])
+def test_binary_files_are_not_text(tmp_path, fmt):
+    path = tmp_path / "p.bin"
+    path.write_bytes(b"\x7fELF\x02\x01\x01\x00" + bytes(range(256)) * 8)
+    kw = {"aligned": {"source_path": str(path), "target_path": str(path)}, "tsv": {"path": str(path)},
+          "jsonl": {"path": str(path), "source_field": "a", "target_field": "b"}}[fmt]
+    with pytest.raises(PairCorpusError, match=r"p\.bin: not a text file \(a NUL byte at byte offset 7\)"):
+        load_pairs(format=fmt, **kw)
+
+
+def test_broken_deflate_stream_and_unknown_encoding(tmp_path):
+    packed = bytearray(gzip.compress(("\n".join(DE) + "\n").encode() * 20))
+    packed[12:40] = b"\xff" * 28  # the header is fine, the deflate data is not
+    (tmp_path / "s.gz").write_bytes(bytes(packed))
+    tgt = write(tmp_path / "t.txt", EN)
+    with pytest.raises(PairCorpusError, match=r"s\.gz: could not read"):
+        load_pairs(format="aligned", source_path=str(tmp_path / "s.gz"), target_path=tgt)
+    with pytest.raises(PairCorpusError, match=r"t\.txt: unknown encoding 'klingon'"):  # the config refuses it too
+        list(read_lines(tgt, "klingon"))
+
+
+def test_utf16_bad_data_names_the_line(tmp_path):
+    src = tmp_path / "s16.txt"
+    src.write_bytes("eins\nzwei\n".encode("utf-16") + b"\x00\xd8d\x00\n\x00")  # an unpaired surrogate on line 3
+    with pytest.raises(PairCorpusError, match=r"s16\.txt, line 3: cannot decode .* as utf-16"):
+        load_pairs(format="aligned", source_path=str(src), target_path=str(src), encoding="utf-16")
+
+
+def test_jsonl_lone_surrogate_escape_is_an_error(tmp_path):
+    lines = [json.dumps({"src": f"a{i}", "tgt": f"b{i}"}) for i in range(6)]
+    path = write(tmp_path / "p.jsonl", lines[:2] + ['{"src": "x\\ud800", "tgt": "y"}'] + lines[2:])
+    with pytest.raises(PairCorpusError, match=r"p\.jsonl, line 3: field 'src' holds an unpaired surrogate"):
+        load_pairs(format="jsonl", path=path, source_field="src", target_field="tgt", test_size=1, validation_size=1)
+
+
+def test_byte_order_mark_is_not_text(tmp_path):
+    path = tmp_path / "p.jsonl"
+    path.write_bytes("\ufeff".encode() + "".join(json.dumps({"s": f"a{i}", "t": f"b{i}"}) + "\n" for i in range(6)).encode())
+    corpus = load_pairs(format="jsonl", path=str(path), source_field="s", target_field="t", test_size=1,
+                        validation_size=1)
+    assert sorted(p for v in corpus.splits.values() for p in v)[0] == ("a0", "b0")

@@ -9,13 +9,24 @@ Errors name the file, the row (1-based data row; line number for line files) and
 
 from __future__ import annotations
 
+import bz2
+import codecs
+import csv
+import gzip
 import hashlib
+import io
+import json
+import lzma
 import math
 import re
+import zlib
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import datasets
+import numpy as np
 import pandas as pd
 
 from lowlm.config import CorpusConfig
@@ -126,6 +137,182 @@ def content_digest(splits: dict[str, pd.DataFrame]) -> str:
 
 # ----------------------------------------------------------------------------------------- reading
 
+LINE_FORMATS = ("tab_lines", "colon_lines", "trec")
+SNIFF_BYTES = 8192  # a NUL byte among these (of an 8-bit text) makes a file binary
+_INTEGRAL = re.compile(r"[+-]?\d+\.0*", re.ASCII)
+_BREAK = re.compile(r"\r\n|\r|\n")
+_CONTAINERS = (list, tuple, dict, set, bytes, bytearray, np.ndarray)
+
+
+def label_name(value) -> str:
+    """A label value as its name: an integral number in integer form, whatever type a reader gave it (CSV
+    text, a JSON float, a Parquet float column with a gap), so ``1``, ``1.0``, ``"1"`` and ``"1.0"`` are one
+    label; anything else as written, stripped.
+
+    >>> [label_name(v) for v in (1, 1.0, "1", " 1.0 ", -2.0, 2.5, "2.50", "pos", True)]
+    ['1', '1', '1', '1', '-2', '2.5', '2.50', 'pos', 'True']
+    """
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        return str(int(value)) if math.isfinite(value) and float(value).is_integer() else str(value)
+    text = str(value).strip()
+    return str(int(text.split(".")[0])) if _INTEGRAL.fullmatch(text) else text
+
+
+def line_codec(encoding: str, path, error: type[Exception] = CorpusError) -> bool:
+    """Whether ``encoding`` writes line breaks as the bytes ``\\n``/``\\r`` (UTF-8, Latin-1, cp1252: a file can
+    be decoded line by line) or not (UTF-16/32); an unknown encoding is an error.
+
+    >>> line_codec("latin-1", "f"), line_codec("utf-16", "f")
+    (True, False)
+    """
+    try:
+        return "\n\r".encode(encoding).endswith(b"\n\r")
+    except (LookupError, UnicodeError) as exc:
+        raise error(f"{path}: unknown encoding {encoding!r} ({exc}); give a text codec such as utf-8, latin-1, "
+                    f"cp1252 or utf-16") from None
+
+
+def _sniff(head: bytes, path, error: type[Exception]) -> None:
+    """NUL bytes among the first bytes of what should be 8-bit text: UTF-16/32 text (say so) or a binary file."""
+    if b"\x00" not in head:
+        return
+    for bom, name in ((b"\xff\xfe\x00\x00", "utf-32"), (b"\x00\x00\xfe\xff", "utf-32"), (b"\xff\xfe", "utf-16"),
+                      (b"\xfe\xff", "utf-16")):
+        if head.startswith(bom):
+            raise error(f"{path}: looks like {name.upper()} text (it starts with a {name.upper()} byte-order mark); "
+                        f"set `encoding: {name}`")
+    even, odd = head[0::2], head[1::2]
+    for zeros, other, name in ((odd, even, "utf-16-le"), (even, odd, "utf-16-be")):
+        if len(head) >= 4 and zeros.count(0) > 0.9 * len(zeros) and other.count(0) == 0:
+            raise error(f"{path}: looks like UTF-16 text without a byte-order mark (every other byte is NUL); "
+                        f"set `encoding: {name}`")
+    raise error(f"{path}: not a text file (a NUL byte at byte offset {head.index(0)}); a corpus file must be text")
+
+
+def _undecodable(path, lineno: int, offset: int, byte: bytes, encoding: str, gz: bool) -> str:
+    return (f"{path}, line {lineno}: cannot decode byte {byte!r} (0x{byte.hex().upper()}) at byte offset {offset}"
+            f"{' (uncompressed)' if gz else ''} as {encoding}; if the file is Latin-1 or Windows-1252 text, "
+            f"set `encoding: latin-1` (or `encoding: cp1252`)")
+
+
+def decoded_lines(path: Path, encoding: str, opener, universal: bool = True,
+                  error: type[Exception] = CorpusError) -> Iterator[tuple[int, str]]:
+    """(line number, decoded line with its break) for every line of the bytes ``opener(path)`` opens.
+
+    Lines end at ``\\n``, ``\\r\\n`` or ``\\r`` (as in Python's text mode, pandas and ``datasets``), or at
+    ``\\n`` only when not ``universal``. Each line is decoded on its own (UTF-16/32: the whole text), so a byte
+    that does not decode is reported with its line, its offset in the file and its value; a NUL byte among the
+    first 8 KB of an 8-bit text is a binary file; a read error (a broken .gz) names the file.
+    """
+    per_line = line_codec(encoding, path, error)
+    gz = False
+    try:
+        with opener(path) as fh:
+            gz = not isinstance(fh, io.BufferedReader)
+            if not per_line:  # decoded as a stream, as readers do: "utf-16" wants a byte-order mark
+                data = fh.read()
+                try:
+                    text = codecs.getincrementaldecoder(encoding)().decode(data, final=True)
+                except UnicodeDecodeError as exc:
+                    before = data[:exc.start].decode(encoding, errors="replace")
+                    lineno = 1 + (len(_BREAK.findall(before)) if universal else before.count("\n"))
+                    raise error(_undecodable(path, lineno, exc.start, data[exc.start:exc.start + 1], encoding, gz)) from None
+                except UnicodeError as exc:
+                    raise error(f"{path}: cannot decode the file as {encoding}: {exc} (it starts {data[:4]!r}); "
+                                f"for UTF-16 without one, set `encoding: utf-16-le` (or utf-16-be)") from None
+                yield from enumerate(io.StringIO(text, newline="" if universal else "\n"), start=1)
+                return
+            _sniff(fh.read(SNIFF_BYTES), path, error)
+            fh.seek(0)
+            lineno, offset = 0, 0
+            for chunk in fh:  # binary files iterate in pieces ending at b"\n"
+                for line in chunk.splitlines(keepends=True) if universal else (chunk,):
+                    lineno += 1
+                    try:
+                        text = line.decode(encoding)
+                    except UnicodeDecodeError as exc:
+                        raise error(_undecodable(path, lineno, offset + exc.start, line[exc.start:exc.start + 1],
+                                                 encoding, gz)) from None
+                    yield lineno, text
+                    offset += len(line)
+    except (OSError, EOFError, zlib.error, lzma.LZMAError) as exc:  # unreadable, or a truncated or corrupt .gz
+        what = "its first bytes say it is compressed, but it does not decompress" if gz else f"as {encoding} text"
+        raise error(f"{path}: could not read the file ({what}): {exc}") from exc
+
+
+_COMPRESSED = {b"\x1f\x8b": gzip.open, b"BZh": bz2.open, b"\xfd7zXZ\x00": lzma.open}
+_ARCHIVES = (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08", b"\x28\xb5\x2f\xfd", b"\x04\x22\x4d\x18",
+             b"7z\xbc\xaf\x27\x1c", b"Rar!")
+
+
+def _magic(path: Path) -> bytes:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(262)
+    except OSError as exc:
+        raise CorpusError(f"{path}: cannot read the file: {exc}") from exc
+
+
+def _open_bytes(path: Path):
+    """The file's bytes, decompressed when its first bytes say gzip, bzip2 or xz (as ``datasets`` does)."""
+    magic = _magic(path)
+    opener = next((fn for head, fn in _COMPRESSED.items() if magic.startswith(head)), open)
+    return opener(path, "rb")
+
+
+def _is_archive(path: Path) -> bool:
+    """A zip, zstd, lz4, 7z, rar or tar file, which ``datasets`` unpacks and reads on its own."""
+    magic = _magic(path)
+    return magic.startswith(_ARCHIVES) or magic[257:262] == b"ustar"
+
+
+class _BadJSON(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list) -> dict:
+    keys = Counter(key for key, _ in pairs)
+    twice = [key for key, n in keys.items() if n > 1]
+    if twice:
+        raise _BadJSON(f"key {twice[0]!r} appears twice in one object (a reader keeps one of them)")
+    return dict(pairs)
+
+
+def _no_constant(name: str):
+    raise _BadJSON(f"{name} is not valid JSON (use null)")
+
+
+def json_object(text: str, where: str, error: type[Exception] = CorpusError) -> dict:
+    """One JSON Lines record: valid JSON (no NaN, no key given twice) holding an object.
+
+    >>> json_object('{"a": 1}', "f, line 1")
+    {'a': 1}
+    """
+    try:
+        record = json.loads(text.rstrip("\r\n"), object_pairs_hook=_unique_keys, parse_constant=_no_constant)
+    except json.JSONDecodeError as exc:
+        raise error(f"{where}: not valid JSON ({exc.msg} at column {exc.pos + 1})") from None
+    except _BadJSON as exc:
+        raise error(f"{where}: {exc}") from None
+    except RecursionError:
+        raise error(f"{where}: JSON nested too deeply") from None
+    if not isinstance(record, dict):
+        raise error(f"{where}: expected a JSON object, got {'null' if record is None else type(record).__name__}")
+    return record
+
+
+def is_unicode(text: str) -> bool:
+    """False for text holding an unpaired surrogate (JSON's ``"\\ud800"``), which no UTF-8 writer takes."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
 
 def _format_of(path: Path, fmt: str) -> str:
     if fmt != "auto":
@@ -145,14 +332,99 @@ def _pick(columns: list[str], wanted: str | list[str], what: str, source: str) -
     for name in options:
         if name in columns:
             return name
-    raise CorpusError(f"{source}: no {what} column {' or '.join(map(repr, options))}; the file has columns {columns}")
+    first = str(columns[0]) if columns else ""
+    hint = ("; it starts with a UTF-8 byte-order mark read as Latin-1: set `encoding: utf-8`" if first.startswith("ï»¿")
+            else "; one column only: is the file separated by another character?" if len(columns) == 1
+            and any(c in first for c in ",;\t|") else "")
+    raise CorpusError(f"{source}: no {what} column {' or '.join(map(repr, options))}; the file has columns {columns}{hint}")
+
+
+def _check_text(path: Path, lines, json_lines: bool = False, json_doc: bool = False) -> None:
+    """Every line decodes (see ``decoded_lines``) and some line is not blank. ``json_lines``: every line
+    that is not blank is one JSON object (see ``json_object``). ``json_doc``: a JSON document that is not
+    ``null`` (pyarrow 25's JSON reader crashes the process on a document that starts with null)."""
+    seen = blank = 0
+    for lineno, text in lines:
+        text = text.lstrip("\ufeff") if lineno == 1 else text
+        seen, blank = seen + 1, blank + (not text.strip())
+        if (json_lines or json_doc) and seen == blank + 1 and text.strip().startswith("null"):  # the first content
+            raise CorpusError(f"{path}, line {lineno}: expected a JSON object, got null")
+        if json_lines and text.strip():
+            record = json_object(text, f"{path}, line {lineno}")
+            if not is_unicode(json.dumps(record, ensure_ascii=False)):
+                raise CorpusError(f"{path}, line {lineno}: an unpaired surrogate escape (such as \\ud800) "
+                                  f"is not Unicode text")
+    if seen == 0:
+        raise CorpusError(f"{path}: the file is empty (0 bytes)")
+    if seen == blank:
+        raise CorpusError(f"{path}: the file holds only blank lines; expected rows")
+
+
+def _check_table(path: Path, fmt: str, lines) -> int:
+    """CSV/TSV layout, read from the raw lines: a header of distinct names, then records of as many fields
+    (pandas would rename or drop a repeated name, pad a short record, take an extra field as the index).
+    Blank lines are skipped, as pandas skips them. Returns the number of columns."""
+    sep, word = ("\t", "tab") if fmt == "tsv" else (",", "comma")
+    csv.field_size_limit(max(csv.field_size_limit(), (1 << 31) - 1))
+    raw: list[str] = []
+
+    def feed():
+        for _, text in lines:
+            raw.append(text)
+            yield text
+
+    reader = csv.reader(feed(), delimiter=sep, quoting=csv.QUOTE_NONE if fmt == "tsv" else csv.QUOTE_MINIMAL)
+    blank = " \r\n" if fmt == "tsv" else " \t\r\n"
+    header, header_line, rows, start, last = None, 0, 0, 1, (0, [])
+    while True:
+        try:
+            record = next(reader, None)
+        except csv.Error as exc:
+            raise CorpusError(f"{path}, line {start}: {exc}") from exc
+        if record is None:
+            break
+        text, last, raw[:] = "".join(raw), (start, list(raw)), []
+        if not text.strip(blank):
+            pass
+        elif header is None:
+            header, header_line = [record[0].lstrip("\ufeff")] + record[1:], start
+            twice = sorted(name for name, n in Counter(header).items() if n > 1 and name)
+            if twice:
+                raise CorpusError(f"{path}, line {start}: the header names the column(s) {', '.join(map(repr, twice))} "
+                                  f"more than once; give each column its own name (a reader renames or drops repeats)")
+        elif len(record) != len(header):
+            hint = f"; a field that holds a {word} must be in double quotes" if len(record) > len(header) and fmt == "csv" else ""
+            raise CorpusError(f"{path}, line {start} (row {rows + 1}): expected {len(header)} {word}-separated fields, "
+                              f"as in the header, got {len(record)}{hint}")
+        else:
+            rows += 1
+        start = reader.line_num + 1
+    if fmt == "csv" and last[1]:  # pandas refuses a quote still open at the end of the file
+        try:
+            list(csv.reader(last[1], strict=True))
+        except csv.Error as exc:
+            if "unexpected end of data" in str(exc):
+                raise CorpusError(f"{path}, line {last[0]}: a quoted field starts on this line and is never closed") from None
+    if header is None:
+        raise CorpusError(f"{path}: the file is empty (0 bytes)" if start == 1
+                          else f"{path}: the file holds only blank lines; expected a header line and rows")
+    if not rows:
+        raise CorpusError(f"{path}: the corpus is empty (no rows after the header on line {header_line})")
+    return len(header)
 
 
 def _read_lines(path: Path, fmt: str, cfg: CorpusConfig) -> pd.DataFrame:
-    """label<TAB>text, LABEL:text or TREC's COARSE:fine text, one example per line (blank lines skipped)."""
-    data = datasets.load_dataset("text", data_files=str(path), encoding=cfg.encoding, split="train")
+    """label<TAB>text, LABEL:text or TREC's COARSE:fine text, one example per line (blank lines skipped).
+
+    Read with ``decoded_lines`` (``datasets``' text loader ignores the encoding of a .gz file).
+    """
+    if _is_archive(path):
+        raise CorpusError(f"{path}: an archive (zip, tar, 7z...), not a {fmt} text file; unpack it and give the file")
     texts, labels, lines = [], [], []
-    for lineno, line in enumerate(data["text"], start=1):
+    seen = 0
+    for lineno, line in decoded_lines(path, cfg.encoding, _open_bytes):
+        seen, line = lineno, line.rstrip("\r\n")
+        line = line.lstrip("\ufeff") if lineno == 1 else line
         if not line.strip():
             continue
         if fmt == "tab_lines":
@@ -161,7 +433,7 @@ def _read_lines(path: Path, fmt: str, cfg: CorpusConfig) -> pd.DataFrame:
             label, sep, text = line.partition(":")
         else:  # trec
             head, sep, text = line.partition(" ")
-            coarse, colon, fine = head.partition(":")
+            coarse, colon, _ = head.partition(":")
             sep = sep if colon else ""
             label = coarse if cfg.label_level == "coarse" else head
         if not sep or not label.strip():
@@ -170,18 +442,22 @@ def _read_lines(path: Path, fmt: str, cfg: CorpusConfig) -> pd.DataFrame:
         texts.append(text.strip())
         labels.append(label.strip())
         lines.append(lineno)
+    if not lines:
+        raise CorpusError(f"{path}: the file is empty (0 bytes)" if not seen else f"{path}: the file holds only blank lines")
     return pd.DataFrame({"text": texts, "label": labels, "_row": lines})
 
 
-def _read_table(path: Path, fmt: str, cfg: CorpusConfig) -> pd.DataFrame:
+def _read_table(path: Path, fmt: str, cfg: CorpusConfig, columns: int | None) -> pd.DataFrame:
     source = str(path)
-    if fmt in ("csv", "tsv"):
+    if fmt in ("csv", "tsv"):  # every column as the text it is: labels 1 and 1.0 stay apart until label_name
         kwargs = {"sep": "\t" if fmt == "tsv" else ",", "encoding": cfg.encoding}
+        if columns:  # (an archive is not checked: datasets unpacks it)
+            kwargs["converters"] = dict.fromkeys(range(columns), str)
         if fmt == "tsv":
             kwargs["quoting"] = 3  # csv.QUOTE_NONE: TSV corpora carry literal quotes
         data = datasets.load_dataset("csv", data_files=source, split="train", keep_default_na=False, **kwargs)
     elif fmt == "jsonl":
-        data = datasets.load_dataset("json", data_files=source, split="train")
+        data = datasets.load_dataset("json", data_files=source, split="train", encoding=cfg.encoding)
     else:
         data = datasets.load_dataset("parquet", data_files=source, split="train")
     frame = data.to_pandas()
@@ -191,39 +467,51 @@ def _read_table(path: Path, fmt: str, cfg: CorpusConfig) -> pd.DataFrame:
 
 
 def read_file(path: str | Path, cfg: CorpusConfig) -> pd.DataFrame:
-    """One file -> DataFrame(text, label, _row) with no validation beyond its own layout."""
+    """One file -> DataFrame(text, label, _row) with no validation beyond its own layout.
+
+    A text file is checked first, line by line (``decoded_lines``, ``_check_table``, ``_check_text``), so a
+    bad byte, a binary file, a repeated header name, a short row or a line that is not a JSON object is
+    reported at its line; a parser's own error is wrapped with the file's name.
+    """
     path = Path(path)
     if not path.exists():
         raise CorpusError(f"corpus file not found: {path}")
     fmt = _format_of(path, cfg.format)
+    if fmt in LINE_FORMATS:
+        return _read_lines(path, fmt, cfg)
+    columns, archive = None, _is_archive(path)
+    if fmt != "parquet" and not archive:
+        lines = decoded_lines(path, cfg.encoding, _open_bytes)
+        if fmt in ("csv", "tsv"):
+            columns = _check_table(path, fmt, lines)
+        else:  # jsonl (a .json file: one JSON document, read by datasets as it likes)
+            json_doc = any(s.lower() == ".json" for s in path.suffixes)
+            _check_text(path, lines, json_lines=not json_doc, json_doc=json_doc)
     try:
-        if fmt in ("tab_lines", "colon_lines", "trec"):
-            return _read_lines(path, fmt, cfg)
-        return _read_table(path, fmt, cfg)
-    except UnicodeDecodeError as exc:
-        raise CorpusError(
-            f"{path}: cannot decode byte {exc.object[exc.start:exc.start + 1]!r} at offset {exc.start} "
-            f"as {cfg.encoding}; set encoding (e.g. latin-1)"
-        ) from None
+        return _read_table(path, fmt, cfg, columns)
     except CorpusError:
         raise
-    except Exception as exc:  # datasets/pandas parser errors: say which file
+    except Exception as exc:  # datasets/pandas/pyarrow parser errors: say which file, and where if we can
         if "corresponds to no data" in str(exc):
-            raise CorpusError(f"{path}: the corpus is empty (no rows)") from None
-        cause = exc.__cause__ or exc
-        if isinstance(cause, UnicodeDecodeError):
-            raise CorpusError(
-                f"{path}: cannot decode the file as {cfg.encoding} ({cause.reason} at byte {cause.start}); "
-                f"set encoding (e.g. latin-1)"
-            ) from None
-        raise CorpusError(f"{path}: could not read as {fmt}: {exc}") from exc
+            raise CorpusError(f"{path}: the corpus is empty (no rows)") from exc
+        root = exc
+        while root.__cause__ is not None:
+            root = root.__cause__
+        what = f"{fmt} (an archive, unpacked by datasets)" if archive else fmt
+        raise CorpusError(f"{path}: could not read as {what}: {type(root).__name__}: {str(root)[:300]}") from exc
 
 
 def _validate_rows(frame: pd.DataFrame, source: str, row_word: str) -> pd.DataFrame:
+    """Every row has a text and a label, each one value (not a list or an object); labels by ``label_name``."""
     if len(frame) == 0:
         raise CorpusError(f"{source}: the corpus is empty (no rows)")
     for column in ("text", "label"):
         values = frame[column]
+        nested = values.map(lambda v: isinstance(v, _CONTAINERS)) if values.dtype == object else None
+        if nested is not None and nested.any():
+            kind = type(values[nested].iloc[0]).__name__
+            raise CorpusError(f"{source}, {row_word} {frame.loc[nested, '_row'].iloc[0]}: the {column} should be "
+                              f"a string or a number, got {kind} ({int(nested.sum())} such row(s))")
         bad = values.isna() | values.astype(str).str.strip().eq("")
         if column == "text":
             bad |= values.map(lambda v: isinstance(v, float) and math.isnan(v))
@@ -235,7 +523,12 @@ def _validate_rows(frame: pd.DataFrame, source: str, row_word: str) -> pd.DataFr
             )
     frame = frame.copy()
     frame["text"] = frame["text"].astype(str)
-    frame["label"] = frame["label"].astype(str).str.strip()
+    frame["label"] = frame["label"].map(label_name).astype(str)
+    for column in ("text", "label"):
+        if not is_unicode("".join(frame[column])):
+            bad = ~frame[column].map(is_unicode)
+            raise CorpusError(f"{source}, {row_word} {frame.loc[bad, '_row'].iloc[0]}: the {column} holds an unpaired "
+                              f"surrogate (such as \\ud800), which is not Unicode text")
     return frame
 
 
@@ -255,7 +548,7 @@ def _read_split(paths: list[Path], cfg: CorpusConfig) -> tuple[pd.DataFrame, str
     frames = []
     for path in paths:
         fmt = _format_of(path, cfg.format)
-        word = "line" if fmt in ("tab_lines", "colon_lines", "trec") else "row"
+        word = "line" if fmt in LINE_FORMATS else "row"
         frame = _validate_rows(read_file(path, cfg), str(path), word)
         frame["_source"] = f"{path}, {word}"
         frames.append(frame)
@@ -338,6 +631,9 @@ def load_corpus(cfg: CorpusConfig | None = None, frame: pd.DataFrame | None = No
     if frame is not None:
         text_col = _pick(list(frame.columns), cfg.text_column, "text", cfg.path)
         label_col = _pick(list(frame.columns), cfg.label_column, "label", cfg.path)
+        twice = sorted({str(c) for c in frame.columns[frame.columns.duplicated()] if c in (text_col, label_col)})
+        if twice:
+            raise CorpusError(f"{cfg.path}: the frame has more than one column named {', '.join(twice)}")
         data = pd.DataFrame({"text": frame[text_col].values, "label": frame[label_col].values,
                              "_row": range(1, len(frame) + 1)})
         raw["train"] = _validate_rows(data, cfg.path, "row")

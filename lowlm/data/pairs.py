@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import io
 import json
 import math
 import random
@@ -33,7 +32,7 @@ from typing import Iterator
 import pandas as pd
 
 from lowlm.config import PairCorpusConfig
-from lowlm.data.corpus import CorpusError, files_fingerprint, save_splits
+from lowlm.data.corpus import CorpusError, decoded_lines, files_fingerprint, is_unicode, json_object, save_splits
 
 Pair = tuple[str, str]
 SPLITS = ("train", "validation", "test")
@@ -120,28 +119,13 @@ def read_lines(path: str | Path, encoding: str = "utf-8") -> Iterator[tuple[int,
     """(line number, line without its line break) for every line of a plain or gzipped file.
 
     Lines end at ``\\n`` only (a stray ``\\r`` or U+2028 inside a line never shifts the alignment),
-    and each line is decoded on its own, so a bad byte is reported with its line number.
+    and each line is decoded on its own, so a bad byte is reported with its line number, its offset and
+    its value; a binary file is named as one (see ``corpus.decoded_lines``). A UTF-8 byte-order mark
+    opening the file is not part of its first line.
     """
-    path = Path(path)
-    per_line = "\n".encode(encoding) == b"\n"  # false for UTF-16/32: decode the whole stream instead
-    try:
-        with _open(path) as raw:
-            if per_line:
-                for lineno, line in enumerate(raw, start=1):
-                    try:
-                        text = line.decode(encoding)
-                    except UnicodeDecodeError as exc:
-                        raise PairCorpusError(
-                            f"{path}, line {lineno}: cannot decode byte {line[exc.start:exc.start + 1]!r} "
-                            f"as {encoding}; set encoding (e.g. latin-1)"
-                        ) from None
-                    yield lineno, text.rstrip("\n").rstrip("\r")
-            else:
-                with io.TextIOWrapper(raw, encoding=encoding, newline="\n") as fh:
-                    for lineno, text in enumerate(fh, start=1):
-                        yield lineno, text.rstrip("\n").rstrip("\r")
-    except (OSError, EOFError, UnicodeDecodeError) as exc:  # a truncated or corrupt .gz, a UTF-16 decode error
-        raise PairCorpusError(f"{path}: could not read the file as {encoding} text: {exc}") from None
+    for lineno, text in decoded_lines(Path(path), encoding, _open, universal=False, error=PairCorpusError):
+        text = text.lstrip("\ufeff") if lineno == 1 else text
+        yield lineno, text.rstrip("\n").rstrip("\r")
 
 
 def _read_aligned(source: str, target: str, encoding: str) -> list[tuple[int, str, str]]:
@@ -179,12 +163,7 @@ def _read_jsonl(path: str, cfg: PairCorpusConfig) -> list[tuple[int, str, str]]:
         if not line.strip():
             rows.append((lineno, "", ""))
             continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise PairCorpusError(f"{path}, line {lineno}: not valid JSON ({exc.msg} at column {exc.colno})") from None
-        if not isinstance(record, dict):
-            raise PairCorpusError(f"{path}, line {lineno}: expected a JSON object, got {type(record).__name__}")
+        record = json_object(line, f"{path}, line {lineno}", PairCorpusError)
         values = []
         for name in (cfg.source_field, cfg.target_field):
             if name not in record:
@@ -198,6 +177,9 @@ def _read_jsonl(path: str, cfg: PairCorpusConfig) -> list[tuple[int, str, str]]:
                 raise PairCorpusError(
                     f"{path}, line {lineno}: field {name!r} should be a string, got {type(value).__name__}"
                 )
+            elif not is_unicode(value):
+                raise PairCorpusError(f"{path}, line {lineno}: field {name!r} holds an unpaired surrogate "
+                                      f"(such as \\ud800), which is not Unicode text")
             values.append(value)
         rows.append((lineno, values[0], values[1]))
     return rows
