@@ -107,11 +107,13 @@ def run(preset: Annotated[str, typer.Argument(help="preset name under configs/ o
 DEFAULT_DEPLOYMENTS = {"classification": "classification/sample", "seq2seq": "seq2seq/translate-sample"}
 
 
-def _use_running_prefect(port: int = DEFAULT_PREFECT_PORT) -> str | None:
+def _use_running_prefect(port: int | None = None) -> str | None:
     """With no PREFECT_API_URL, a Prefect server already answering on 127.0.0.1:PORT (`lowlm ui`,
-    `lowlm serve`) is used instead of a temporary one, which costs 10-30 s to start; returns its URL."""
+    `lowlm serve`; PORT is LOWLM_PREFECT_PORT, default 4200) is used instead of a temporary one, which
+    costs 10-30 s to start; returns its URL."""
     if os.environ.get("PREFECT_API_URL"):
         return os.environ["PREFECT_API_URL"]
+    port = port or int(os.environ.get("LOWLM_PREFECT_PORT") or DEFAULT_PREFECT_PORT)
     from flows.servers import http_ok
 
     url = f"http://127.0.0.1:{port}/api"
@@ -130,6 +132,11 @@ def _run_here(config, resume: bool = False) -> int:
     _fail_stale_runs(uri)
     url = _use_running_prefect()
     if url:
+        from flows.servers import http_ok
+
+        if not http_ok(f"{url.rstrip('/')}/health", timeout=5):
+            fail(f"the Prefect API at {url} (PREFECT_API_URL) does not answer; start it (`lowlm ui`) or unset "
+                 f"PREFECT_API_URL to use a temporary one", 1)
         typer.echo(f"using the Prefect server at {url}")
     from flows.pipelines import FLOWS, headline
 
@@ -144,7 +151,7 @@ def _run_here(config, resume: bool = False) -> int:
         try:
             state.result()
         except Exception as exc:  # the stage's own message names the file, row or field
-            fail(f"the pipeline failed: {type(exc).__name__}: {exc} (full traceback in {log})", exit_code(exc))
+            fail(f"the pipeline failed: {describe_failure(exc)} (full traceback in {log})", exit_code(exc))
         fail(f"the pipeline ended {state.name}: {state.message} (log: {log})", 1)
     result = state.result()
     model = result["model"]
@@ -152,11 +159,26 @@ def _run_here(config, resume: bool = False) -> int:
     typer.echo(headline(config.task, result["metrics"]))
     typer.echo(f"registered model: {model['name']}  version {model['version']}  alias {model['alias']}")
     typer.echo(f"  ({model['reason']})")
-    typer.echo(f"load it:  mlflow.pyfunc.load_model('models:/{model['name']}@{model['alias']}')")
+    typer.echo(f"load it:  lowlm.serving.pyfunc.load('models:/{model['name']}@{model['alias']}').predict([...])")
     from flows.runtime import mask
 
     typer.echo(f"browse:   .venv/bin/mlflow ui --backend-store-uri {mask(uri)} --host 127.0.0.1 --port 5000")
     return 0
+
+
+def describe_failure(exc: BaseException) -> str:
+    """``Type: message``; for a full disk the ``DiskFull`` in the chain (which names the path and the
+    space left), or a plain "the disk is full" before what the writer said."""
+    from lowlm.files import DiskFull, is_disk_full
+
+    cause = exc
+    while cause is not None and not isinstance(cause, DiskFull):
+        cause = cause.__cause__ or cause.__context__
+    if cause is not None:
+        return f"the disk is full: {cause.strerror}"
+    if is_disk_full(exc):
+        return f"the disk is full (no space left on device): {type(exc).__name__}: {exc}"
+    return f"{type(exc).__name__}: {exc}"
 
 
 def exit_code(exc: BaseException) -> int:
@@ -287,6 +309,8 @@ def predict(model_uri: Annotated[str, typer.Argument(help="e.g. models:/intents@
 
     from tasks.register import load_registered
 
+    from mlflow.exceptions import MlflowException
+
     uri = _tracking_uri()
     mlflow.set_tracking_uri(uri)
     try:
@@ -296,7 +320,7 @@ def predict(model_uri: Annotated[str, typer.Argument(help="e.g. models:/intents@
     params = {k: v for k, v in (("beam_size", beam_size), ("max_length", max_length)) if v is not None}
     try:
         out = model.predict(inputs, params=params or None)
-    except (TypeError, ValueError) as exc:  # inputs the model refuses (MLflow's schema check or ours)
+    except (TypeError, ValueError, MlflowException) as exc:  # inputs the model refuses (MLflow's check or ours)
         fail(f"{model_uri} refused the input: {exc}")
     for text, row in zip(inputs, out.to_dict("records")):
         if as_json:
@@ -433,19 +457,78 @@ def serve(cron: Annotated[str, typer.Option(help="retrain schedule, cron syntax 
           incoming: Incoming = "data/incoming",
           port: Annotated[int, typer.Option(help="port of the Prefect server started when PREFECT_API_URL is "
                                                  "unset")] = DEFAULT_PREFECT_PORT,
-          limit: Annotated[int, typer.Option(help="flow runs at once")] = 1) -> None:
+          limit: Annotated[int, typer.Option(help="flow runs at once")] = 1,
+          allow_root: Annotated[list[Path], typer.Option(
+              "--allow-root", help="a folder runs started through the API may read and write (repeatable; "
+                                   "beside data/, configs/, .lowlm/, ../shared/data and the retrain preset's "
+                                   "folders)")] = []) -> None:  # noqa: B006
     """Serve every deployment (runs from the UI, the CLI, the schedule and data events) until Ctrl-C.
 
     Uses the Prefect server in PREFECT_API_URL; with none set, starts one on 127.0.0.1:PORT (or uses
-    the one `lowlm ui` started there) and stops what it started on exit.
+    the one `lowlm ui` started there) and stops what it started on exit. Runs started through the API
+    may only name paths inside the allowed folders (LOWLM_ALLOWED_ROOTS, which this sets for them).
     """
     _check_cron(cron, timezone)
+    _allow_roots(preset, incoming, allow_root)
     signal.signal(signal.SIGHUP, signal.default_int_handler)  # a closed terminal stops like Ctrl-C
     with _prefect_api(port) as url:
         typer.echo(f"serving deployments against {url}; Prefect UI: {url.removesuffix('/api')}")
         from flows.deployments import serve_all
 
         serve_all(limit=limit, cron=cron or None, timezone=timezone, retrain_preset=preset, incoming_dir=incoming)
+
+
+@app.command("serve-model")
+def serve_model(model_uri: Annotated[str, typer.Argument(help="e.g. models:/intents@champion")],
+                port: Annotated[int, typer.Option(help="port on 127.0.0.1")] = 5001) -> None:
+    """Serve a registered model over REST (MLflow's scoring server) after verifying its digests, until Ctrl-C."""
+    from flows.servers import start_model_server
+    from tasks.integrity import IntegrityError, verified_copy
+
+    uri = _tracking_uri()
+    try:
+        local, note = verified_copy(model_uri, uri, LOG_DIR.parent / "serving" / f"{port}")
+    except IntegrityError as exc:
+        fail(str(exc), 1)
+    except Exception as exc:
+        fail(f"cannot load {model_uri} from {uri}: {exc}", exit_code(exc))
+    typer.echo(note)
+    server = start_model_server(str(local), port, LOG_DIR, tracking_uri=uri)
+    try:
+        server.wait(180)
+        typer.echo(f"serving {model_uri} at {server.url}/invocations (log {server.log}); Ctrl-C stops it")
+        while server.process.poll() is None:
+            time.sleep(0.5)
+        fail(f"the model server exited ({server.process.returncode}); see {server.log}", 1)
+    except KeyboardInterrupt:
+        pass
+    except (RuntimeError, TimeoutError) as exc:
+        fail(str(exc), 1)
+    finally:
+        server.stop()
+
+
+def _allow_roots(preset: str, incoming: str, extra: list[Path]) -> None:
+    """LOWLM_ALLOWED_ROOTS for the served runs: the defaults, the retrain preset's file, corpus and work
+    folders and the incoming folder (the operator chose them), and ``extra``."""
+    from flows.runtime import ALLOWED_ROOTS_ENV, allowed_roots
+    from lowlm.config import PipelineConfig, load_pipeline_config
+    from lowlm.config.presets import read_preset
+
+    roots = [] if os.environ.get(ALLOWED_ROOTS_ENV) else allowed_roots()
+    roots += [Path(p) for p in os.environ.get(ALLOWED_ROOTS_ENV, "").split(os.pathsep) if p]
+    try:
+        path, _ = read_preset(preset)
+        config = load_pipeline_config(preset, {}, PipelineConfig)
+    except (FileNotFoundError, ValueError) as exc:
+        fail(str(exc))
+    corpus = config.corpus
+    roots += [path.parent, Path(incoming), Path(config.work_dir),
+              *(Path(f) if Path(f).is_dir() else Path(f).parent for f in (corpus.path, corpus.validation_file,
+                                                                           corpus.test_file) if f),
+              *extra]
+    unique = list(dict.fromkeys(str(r.expanduser().resolve()) for r in roots))
+    os.environ[ALLOWED_ROOTS_ENV] = os.pathsep.join(unique)
 
 
 @app.command()
@@ -551,13 +634,97 @@ def ui(prefect_port: Annotated[int, typer.Option(help="Prefect server port")] = 
         typer.echo("stopped.")
 
 
+@app.command()
+def gc(work_dir: Annotated[Path, typer.Option(help="the work folder to clean")] = Path(".lowlm"),
+       keep_days: Annotated[float, typer.Option(help="keep cache entries (and checkpoints) younger than this")] = 14,
+       dry_run: Annotated[bool, typer.Option("--dry-run", help="only list what would be removed")] = False) -> None:
+    """Remove stage outputs and checkpoints that no registered version and no recent cache entry needs."""
+    from tasks.gc import collect, registered_digests
+
+    if not work_dir.is_dir():
+        fail(f"{work_dir}: no such work folder")
+    result = collect(work_dir, registered_digests(_tracking_uri()), keep_days, dry_run)
+    for path in result.removed:
+        typer.echo(f"{'would remove' if dry_run else 'removed'} {path}")
+    typer.echo(f"{'would free' if dry_run else 'freed'} {result.freed_bytes / 1e6:.1f} MB; kept "
+               f"{result.kept_records} cache entr{'y' if result.kept_records == 1 else 'ies'}, "
+               f"{'would drop' if dry_run else 'dropped'} {result.removed_records}")
+
+
 # ---------------------------------------------------------------------------------------- models
 
 
-@app.command()
-def models(name: Annotated[Optional[str], typer.Argument(help="one registered model (default: all)")] = None,
-           as_json: Annotated[bool, typer.Option("--json", help="JSON instead of a table")] = False) -> None:
-    """Registry versions, newest first, with aliases, key test metrics and their data digest."""
+class _ModelsGroup(typer.core.TyperGroup):
+    """``lowlm models [NAME] [--json]`` lists, ``lowlm models promote|rollback ...`` move the champion: a
+    first word that names no subcommand is the NAME to list (``lowlm models list promote``: a model
+    called "promote")."""
+
+    def resolve_command(self, ctx, args):
+        if args and args[0] not in self.commands:
+            return "list", self.commands["list"], args
+        return super().resolve_command(ctx, args)
+
+
+models_app = typer.Typer(cls=_ModelsGroup, invoke_without_command=True, no_args_is_help=False,
+                         subcommand_metavar="[NAME] | COMMAND [ARGS]...")
+app.add_typer(models_app, name="models")
+AsJson = Annotated[bool, typer.Option("--json", help="JSON instead of a table")]
+Reason = Annotated[str | None, typer.Option(help="why, recorded on the version (default: manual ... by $USER)")]
+
+
+@models_app.callback()
+def models(ctx: typer.Context, as_json: AsJson = False) -> None:
+    """Registry versions, newest first, with aliases, key test metrics and their data digest (`lowlm models
+    NAME`: one model's); `promote` and `rollback` move a model's champion by hand."""
+    if ctx.invoked_subcommand is None:
+        _list_versions(None, as_json)
+
+
+@models_app.command("list")
+def models_list(ctx: typer.Context,
+                name: Annotated[str | None, typer.Argument(help="one registered model (default: all)")] = None,
+                as_json: AsJson = False) -> None:
+    """Registry versions (what `lowlm models [NAME]` runs)."""
+    _list_versions(name, as_json or bool(ctx.parent and ctx.parent.params.get("as_json")))
+
+
+@models_app.command("promote")
+def models_promote(name: Annotated[str, typer.Argument(help="registered model")],
+                   version: Annotated[str, typer.Argument(help="the version to make champion")],
+                   reason: Reason = None) -> None:
+    """Make VERSION the champion of NAME; the old champion becomes challenger. Recorded as version tags
+    (promoted_by, promote_reason, promoted_at, promoted_from) and in the model's champion history."""
+    from tasks.champion import promote
+
+    _move_champion(promote, name, version, reason=reason)
+
+
+@models_app.command("rollback")
+def models_rollback(name: Annotated[str, typer.Argument(help="registered model")], reason: Reason = None) -> None:
+    """Bring back the champion before the current one, which becomes challenger. Recorded as tags of the
+    restored version (rollback_by, rollback_reason, rollback_at, rollback_from) and in the history."""
+    from tasks.champion import rollback
+
+    _move_champion(rollback, name, reason=reason)
+
+
+def _move_champion(move, name: str, *args: str, reason: str | None) -> None:
+    from tasks.champion import UnknownModel
+
+    try:
+        out = move(_tracking_uri(), name, *args, reason=reason)
+    except UnknownModel as exc:
+        fail(str(exc))
+    except (RuntimeError, TimeoutError) as exc:  # nothing to roll back to, a concurrent change, the lock
+        fail(str(exc), 1)
+    if not out["changed"]:
+        typer.echo(out["reason"])
+        return
+    was = f" (was v{out['previous']}, now challenger)" if out["previous"] else ""
+    typer.echo(f"models:/{name}@champion -> v{out['version']}{was}; reason: {out['reason']}")
+
+
+def _list_versions(name: str | None, as_json: bool) -> None:
     from tasks.registry import registry_versions
 
     rows = registry_versions(_tracking_uri(), name)

@@ -31,6 +31,7 @@ ENV_DEFAULTS = {
     "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
     "OMP_WAIT_POLICY": "PASSIVE",  # idle OpenMP threads spin otherwise: 30-80x slower steps on 2 cores
     "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",  # run links would carry the server's credentials
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",  # a bar per verified download clutters `predict --json`
 }
 STORE_TIMEOUT_ENV = "LOWLM_STORE_TIMEOUT"
 DEFAULT_STORE_TIMEOUT = 5.0

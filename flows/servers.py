@@ -86,13 +86,15 @@ def _tail(path: Path, lines: int = 30) -> str:
         return "(no log)"
 
 
-def _start(name: str, command: list[str], url: str, health: str, log: Path, env: dict | None = None) -> Server:
+def _start(name: str, command: list[str], url: str, health: str, log: Path, env: dict | None = None,
+           cwd: Path | None = None) -> Server:
     log.parent.mkdir(parents=True, exist_ok=True)
     # this environment's bin/ first: `mlflow models serve` execs `uvicorn` by name
     path = os.pathsep.join([str(BIN), os.environ.get("PATH", "")])
     with open(log, "ab") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                   env={**os.environ, "PATH": path, **(env or {})}, start_new_session=True)
+                                   env={**os.environ, "PATH": path, **(env or {})}, start_new_session=True,
+                                   cwd=cwd)
     return Server(name, process, url, health, log)
 
 
@@ -118,10 +120,14 @@ def start_mlflow(port: int, backend_uri: str, log_dir: Path) -> Server:
                   {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
 
 
-def start_model_server(model_uri: str, port: int, log_dir: Path, tracking_uri: str | None = None) -> Server:
-    """``mlflow models serve`` of a registered model on 127.0.0.1:``port``, in this environment."""
+def start_model_server(model_uri: str, port: int, log_dir: Path, tracking_uri: str | None = None,
+                       env: dict[str, str] | None = None) -> Server:
+    """A registered model (or a local model folder) over REST on 127.0.0.1:``port``: MLflow's scoring app
+    behind lowlm's request front (``flows.model_server``: body size limit, every ``inputs`` item a
+    string), in this environment, one worker; ``env`` is added to the server's environment (e.g. the
+    pyfunc's LOWLM_MAX_ROWS / LOWLM_MAX_CHARS, read when the model loads)."""
     url = f"http://{HOST}:{port}"
-    env = {"MLFLOW_TRACKING_URI": tracking_uri} if tracking_uri else {}
-    command = [str(BIN / "mlflow"), "models", "serve", "-m", model_uri, "--env-manager", "local", "--host", HOST,
-               "--port", str(port), "--workers", "1"]
-    return _start("model server", command, url, f"{url}/ping", log_dir / f"model-{port}.log", env)
+    env = {**({"MLFLOW_TRACKING_URI": tracking_uri} if tracking_uri else {}), **(env or {})}
+    command = [sys.executable, "-m", "flows.model_server", model_uri, "--port", str(port)]
+    return _start("model server", command, url, f"{url}/ping", log_dir / f"model-{port}.log", env,
+                  cwd=Path(__file__).resolve().parents[1])

@@ -43,18 +43,15 @@ def registered_digests(tracking_uri: str) -> set[str]:
     """The ``model_digest`` tags of every registered version in the store."""
     from mlflow import MlflowClient
 
+    from tasks.registry import model_versions
+
     client = MlflowClient(tracking_uri)
     digests = set()
     for model in client.search_registered_models(max_results=1000):
-        for version in _versions(client, model.name):
+        for version in model_versions(client, model.name):
             if version.tags.get("model_digest"):
                 digests.add(version.tags["model_digest"])
     return digests
-
-
-def _versions(client, name: str) -> list:
-    quoted = name.replace("'", "''")
-    return client.search_model_versions(f"name = '{quoted}'", max_results=10000)
 
 
 def collect(work_dir: str | Path, keep_digests: set[str], keep_days: float = 14.0, dry_run: bool = False

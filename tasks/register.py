@@ -2,14 +2,28 @@
 
 The alias ``champion`` moves to the new version only when its test metric beats the current
 champion's on the same test data (same digest: the stored metric; other test data: the champion
-is re-scored on ours). Otherwise the new version is ``challenger``. A model whose digest is already
-registered is not registered again. If anything fails after the version is created, the version
-is deleted: nothing half-written stays in the registry.
+is re-scored on ours); the champion it replaces becomes ``challenger``. Otherwise the new version is
+``challenger``. A model whose digest is already registered is not registered again. If anything fails
+after the version is created, the version is deleted: nothing half-written stays in the registry.
+
+Two registrations of one model at once (two flows, two hosts) must not both read the old champion:
+``gate`` reads, compares and moves the aliases under the model's lock (``tasks.champion_lock``), so the
+second one compares with whatever the first decided. Where the store allows no lock (an MLflow server
+over http), it compares-and-sets instead: just before writing it checks that the champion is still the
+one it compared with, and after writing it re-reads the alias; if another version took it, it compares
+with that one by the rule both sides apply (``rematch``: higher metric wins, a tie goes to the lower
+version number) and writes again, until two re-reads (``SETTLE_S`` to ``2 * SETTLE_S`` apart) find the
+alias where it left it. Its limits: a process can still report (and tag) an outcome that the other one
+corrects after its last re-read; a writer stalled for longer than those re-reads between its check and
+its write can still overwrite a finished decision; the champion history can miss a step. The registry
+converges when both processes run to the end, but only the lock makes the decision a single step.
 """
 
 from __future__ import annotations
 
+import random
 import subprocess
+import time
 
 import mlflow
 import pandas as pd
@@ -17,27 +31,34 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from prefect import task
 
-from lowlm.evaluation.metrics import accuracy, macro_f1
-from lowlm.serving.pyfunc import log_pyfunc
-from lowlm.evaluation.gate import CHAMPION, decide
-from lowlm.evaluation.metrics import score_texts
+from lowlm.evaluation.gate import CHALLENGER, CHAMPION, decide, rematch
+from lowlm.evaluation.metrics import accuracy, macro_f1, score_texts
+from lowlm.serving.pyfunc import TEXT_COLUMN, load, log_pyfunc
 from tasks._stage import Tracking, stage_run
+from tasks.champion import SETTLE_S, aliases, crown, registry_uri
+from tasks.champion_lock import ChampionLock, champion_lock
+from tasks.integrity import tag_digests, verified_copy
+from tasks.registry import model_versions
+
 
 def git_commit() -> str:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True)
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                               text=True, timeout=10).stdout.strip()
+                               text=True, timeout=10, check=False).stdout.strip()
         return out.stdout.strip() + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 
 
-def load_registered(model_uri: str, version: str | None = None):
-    """``mlflow.pyfunc.load_model``, with a clear error for a version whose stored code cannot be
-    imported beside this lowlm (registered before the library's layout changed)."""
+def load_registered(model_uri: str, version: str | None = None, tracking_uri: str | None = None):
+    """``mlflow.pyfunc.load_model`` of a copy checked against the version's digests first
+    (``tasks.integrity``: a changed model raises ``IntegrityError`` before any of its code runs), with
+    a clear error for a version whose stored code cannot be imported beside this lowlm (registered
+    before the library's layout changed)."""
+    local, _ = verified_copy(model_uri, tracking_uri or mlflow.get_tracking_uri())
     try:
-        return mlflow.pyfunc.load_model(model_uri)
+        return load(local)  # plain lists of texts work too
     except Exception as exc:  # MLflow wraps what the model's code raised
         missing = exc
         while missing is not None and not isinstance(missing, ImportError):
@@ -57,10 +78,11 @@ def _score(model_uri: str, corpus: dict, task: str, metric: str, bleu_tokenize: 
     """The metric of a registered model on this run's test split (classification or generation)."""
     test = pd.read_parquet(corpus["splits"]["test"])
     model = load_registered(model_uri, version)
+    # one text column: what a named input signature needs, and what an unnamed one (older versions) takes
     if task == "seq2seq":
-        generated = model.predict(test["source"].tolist())["generated"].tolist()
+        generated = model.predict(pd.DataFrame({TEXT_COLUMN: test["source"]}))["generated"].tolist()
         return score_texts(metric, generated, test["target"].tolist(), bleu_tokenize)
-    predicted = model.predict(test["text"].tolist())["label"].tolist()
+    predicted = model.predict(pd.DataFrame({TEXT_COLUMN: test["text"]}))["label"].tolist()
     labels = list(corpus["labels"])
     index = {name: i for i, name in enumerate(labels)}
     y_true = [index[x] for x in test["label"]]
@@ -85,6 +107,105 @@ def champion_metric(client: MlflowClient, name: str, corpus: dict, task: str, me
     return str(champion.version), score, "re-scored on this test split"
 
 
+def gate(client: MlflowClient, name: str, version: str, ours: float, corpus: dict, task: str, metric: str,
+         bleu_tokenize: str = "13a") -> dict:
+    """Give new ``version`` (its test metric ``ours``) its alias: read the champion, compare, move the
+    aliases and tag the version's ``gate`` reason, all under the model's lock (or compare-and-set where
+    there is none). Returns ``{alias, reason, champion_version, champion_score}``."""
+    def decision(recheck: bool = False) -> dict:
+        return _decision(client, name, version, ours, corpus, task, metric, bleu_tokenize, recheck)
+
+    with champion_lock(registry_uri(client), name) as lock:
+        outcome = decision()
+        before = outcome["champion_version"]
+        try:
+            if lock is not None:
+                _apply(client, name, version, outcome, lock)
+            else:
+                outcome = _compare_and_set(client, name, version, outcome, decision)
+        except BaseException:
+            # the version is deleted next (and its aliases with it): the old champion keeps its alias
+            if before is not None and aliases(client, name).get(CHAMPION) == str(version):
+                client.set_registered_model_alias(name, CHAMPION, before)
+            raise
+    return outcome
+
+
+def _decision(client: MlflowClient, name: str, version: str, ours: float, corpus: dict, task: str, metric: str,
+              bleu_tokenize: str, recheck: bool) -> dict:
+    """Compare with the champion as it is now. ``recheck`` (compare-and-set, another version took the
+    alias meanwhile): the rule both sides apply alike, a tie going to the lower version number."""
+    champ_version, champ_score, how = champion_metric(client, name, corpus, task, metric, bleu_tokenize)
+    verdict = (rematch(ours, int(version), champ_score, int(champ_version))
+               if recheck and champ_score is not None else decide(ours, champ_score))
+    reason = how if champ_score is None else (
+        f"{how}; new test_{metric} {ours:.4f} vs champion v{champ_version} {champ_score:.4f}"
+        + (f" (re-checked: v{champ_version} took the alias meanwhile)" if recheck else ""))
+    return {"alias": verdict.alias, "champion_version": champ_version,
+            "champion_score": champ_score, "reason": reason}
+
+
+def _apply(client: MlflowClient, name: str, version: str, outcome: dict, lock: ChampionLock | None) -> None:
+    if lock is not None:
+        lock.check()
+    client.set_model_version_tag(name, version, "gate", outcome["reason"])
+    if outcome["alias"] == CHAMPION:
+        crown(client, name, str(version), outcome["champion_version"], lock)
+    else:
+        if lock is not None:
+            lock.check()
+        client.set_registered_model_alias(name, CHALLENGER, version)
+
+
+def _compare_and_set(client: MlflowClient, name: str, version: str, outcome: dict, decision,
+                     rounds: int = 10) -> dict:
+    """Write ``outcome`` if the champion is still the one it was decided against (else decide again
+    against the new one), then re-read until two reads in a row find the champion where we left it."""
+    written, steady = False, 0
+    for _ in range(rounds):
+        holder = aliases(client, name).get(CHAMPION)
+        left = str(version) if outcome["alias"] == CHAMPION else outcome["champion_version"]
+        if written and holder == left:
+            steady += 1
+            if steady == 2:
+                break
+        elif holder == str(version):  # made champion by someone else (a promote): nothing to compare
+            return {**outcome, "alias": CHAMPION}
+        else:
+            if holder != outcome["champion_version"]:  # moved since we read it
+                outcome = decision(recheck=True)
+            _apply(client, name, version, outcome, None)
+            written, steady = True, 0
+        time.sleep(SETTLE_S * (1 + random.random()))
+    return outcome
+
+
+def _log_model(model_dir: str, sample: list[str]):
+    """``log_pyfunc`` in the active run; if it fails (a full disk, say), the half-written logged model's
+    files are removed from a local artifact store, and the cause is raised."""
+    try:
+        return log_pyfunc(model_dir, input_example=sample)
+    except BaseException:
+        _remove_partial_models(mlflow.active_run().info.run_id)
+        raise
+
+
+def _remove_partial_models(run_id: str) -> None:
+    import shutil
+    from urllib.parse import urlparse
+    from urllib.request import url2pathname
+
+    try:
+        models = mlflow.search_logged_models(filter_string=f"source_run_id = '{run_id}'", output_format="list")
+    except Exception:  # noqa: BLE001 -- cleaning up must not hide the cause
+        return
+    for model in models:
+        location = urlparse(model.artifact_location or "")
+        if str(model.status).upper().endswith("READY") or location.scheme not in ("", "file"):
+            continue
+        shutil.rmtree(url2pathname(location.path), ignore_errors=True)
+
+
 @task(name="register")
 def register(corpus: dict, trained: dict, evaluation: dict, task: str, model_name: str, metric: str,
              config_hash: str, data_digests: dict, tracking: Tracking) -> dict:
@@ -92,20 +213,17 @@ def register(corpus: dict, trained: dict, evaluation: dict, task: str, model_nam
     champion is re-scored."""
     client = MlflowClient(tracking.uri)
     with stage_run(tracking, "register"):
-        existing = client.search_model_versions(f"name = '{model_name}'") if _exists(client, model_name) else []
-        same = [v for v in existing if v.tags.get("model_digest") == trained["digest"]]
+        same = [v for v in model_versions(client, model_name) if v.tags.get("model_digest") == trained["digest"]]
         if same:
             version = client.get_model_version(model_name, same[0].version)
-            aliases = list(version.aliases)
+            held = list(version.aliases)
             mlflow.set_tags({"decision": "already registered", "version": version.version})
-            return {"name": model_name, "version": str(version.version), "alias": aliases[0] if aliases else None,
+            return {"name": model_name, "version": str(version.version), "alias": held[0] if held else None,
                     "new": False, "reason": f"model digest {trained['digest']} is already version {version.version}"}
         ours = evaluation["metrics"][f"test_{metric}"]
-        champ_version, champ_score, how = champion_metric(client, model_name, corpus, task, metric,
-                                                          evaluation.get("bleu_tokenize", "13a"))
         test = pd.read_parquet(corpus["splits"]["test"])
         sample = test["source" if task == "seq2seq" else "text"].head(3).tolist()
-        info = log_pyfunc(trained["model_dir"], input_example=sample)
+        info = _log_model(trained["model_dir"], sample)
         version = None
         try:
             version = mlflow.register_model(info.model_uri, model_name)
@@ -115,23 +233,14 @@ def register(corpus: dict, trained: dict, evaluation: dict, task: str, model_nam
                     **{k: f"{v:.6f}" for k, v in evaluation["metrics"].items()}}
             for key, value in tags.items():
                 client.set_model_version_tag(model_name, version.version, key, value)
-            alias = decide(ours, champ_score).alias
-            reason = (f"{how}; new test_{metric} {ours:.4f} vs champion v{champ_version} {champ_score:.4f}"
-                      if champ_score is not None else how)
-            client.set_registered_model_alias(model_name, alias, version.version)
-            client.set_model_version_tag(model_name, version.version, "gate", reason)
+            tag_digests(client, model_name, str(version.version), info.model_uri)  # verified before every load
+            outcome = gate(client, model_name, str(version.version), ours, corpus, task, metric,
+                           evaluation.get("bleu_tokenize", "13a"))
         except BaseException:
             if version is not None:
                 client.delete_model_version(model_name, version.version)
             raise
+        alias, reason, champ_score = outcome["alias"], outcome["reason"], outcome["champion_score"]
         mlflow.set_tags({"decision": alias, "reason": reason, "version": version.version})
         mlflow.log_metrics({"new_metric": ours, **({"champion_metric": champ_score} if champ_score is not None else {})})
         return {"name": model_name, "version": str(version.version), "alias": alias, "new": True, "reason": reason}
-
-
-def _exists(client: MlflowClient, name: str) -> bool:
-    try:
-        client.get_registered_model(name)
-        return True
-    except MlflowException:
-        return False

@@ -140,7 +140,8 @@ def test_sigterm_ends_the_runs_failed_and_stops_the_temporary_prefect_server(tmp
     """No PREFECT_API_URL: the run starts Prefect's temporary server; SIGTERM during training ends every
     MLflow run FAILED, stops that server, and exits with one error line."""
     preset = small_preset(tmp_path, "fault-sigterm", epochs=200)
-    env = {"PREFECT_API_URL": "", "PREFECT_HOME": str(tmp_path / "prefect-home")}
+    env = {"PREFECT_API_URL": "", "PREFECT_HOME": str(tmp_path / "prefect-home"),
+           "LOWLM_PREFECT_PORT": str(free_port())}  # never a `lowlm ui` someone left running on 4200
     process = start("run", str(preset), env=env)
     wait_for("work/train/*/checkpoint.pt", tmp_path, process, timeout=300)
     children = psutil.Process(process.pid).children(recursive=True)
@@ -173,3 +174,68 @@ def test_api_paths_are_checked_against_the_allowed_roots(tmp_path):
     link.symlink_to("/etc")
     with pytest.raises(PathNotAllowed, match="resolves to /etc"):
         check_api_paths({"incoming_dir": str(link)}, [tmp_path])
+
+
+@pytest.fixture()
+def small_disk(tmp_path):
+    """A 600 KB tmpfs (root and mount(8) needed; skipped with the reason where the test cannot make one)."""
+    folder = tmp_path / "disk"
+    folder.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(folder)], capture_output=True,
+                          text=True)
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here ({made.stderr.strip() or made.returncode}); the disk-full "
+                    f"fault needs one")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+
+
+def test_a_full_disk_names_the_cause_and_leaves_no_partial_files(small_disk, tmp_path, tracking_uri, prefect_server):
+    import torch
+
+    from lowlm.files import DiskFull, atomic_folder, save_tensors
+
+    big = {"w": torch.zeros(400_000)}  # 1.6 MB: more than the disk holds
+    with pytest.raises(DiskFull, match=r"no space left on device writing .*/disk/x/weights.pt"):
+        save_tensors(big, small_disk / "x" / "weights.pt")
+    with pytest.raises(DiskFull, match=r"no space left on device writing .*/disk/bundle"):
+        with atomic_folder(small_disk / "bundle") as partial:
+            torch.save(big, partial / "weights.pt")
+    assert [p.name for p in small_disk.rglob("*") if p.is_file()] == [], "nothing half-written stays"
+
+    # a whole run whose work folder fills up: one error line with the cause, runs FAILED, no debris
+    preset = small_preset(tmp_path, "fault-full", epochs=2)
+    raw = yaml.safe_load(preset.read_text())
+    raw["work_dir"] = str(small_disk / "work")
+    preset.write_text(yaml.safe_dump(raw))
+    done = subprocess.run([str(LOWLM), "run", str(preset)], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    output = done.stdout + done.stderr
+    assert done.returncode == 1, output
+    errors = [line for line in output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "the disk is full: no space left on device writing" in errors[0], output
+    assert str(small_disk / "work") in errors[0]
+    runs = runs_of(tracking_uri, "lowlm-fault-full")
+    assert runs and not [r.info.run_name for r in runs if r.info.status == "RUNNING"]
+    leftovers = [p for p in small_disk.rglob("*") if "partial" in p.name or p.suffix == ".tmp"]
+    assert not leftovers, leftovers
+    assert not MlflowClient(tracking_uri).search_registered_models(filter_string="name = 'fault-full'")
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_a_bad_few_shot_corpus_fails_before_any_training(tmp_path, tracking_uri):
+    preset = small_preset(tmp_path, "fault-fewshot", epochs=2)
+    raw = yaml.safe_load(preset.read_text())
+    bad = tmp_path / "fewshot.csv"
+    bad.write_text("text,label\ngreat film,pos\n,neg\n")
+    raw["fewshot"] = {"enabled": True, "corpus": {"path": str(bad)}}
+    preset.write_text(yaml.safe_dump(raw))
+    done = subprocess.run([str(LOWLM), "run", str(preset)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    output = done.stdout + done.stderr
+    assert done.returncode == 2, output
+    errors = [line for line in output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "fewshot.csv, row 2: empty or missing text" in errors[0], output
+    assert "Traceback" not in output
+    stages = {r.info.run_name for r in runs_of(tracking_uri, "lowlm-fault-fewshot")}
+    assert "ingest-fewshot" in stages and "train" not in stages, stages

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import mlflow
+import pandas as pd
 import pytest
 from mlflow import MlflowClient
 from prefect.client.orchestration import get_client
@@ -94,7 +95,7 @@ def test_champion_loads_from_registry_and_predicts_raw_strings(first_run, tracki
     mlflow.set_tracking_uri(tracking_uri)
     model = mlflow.pyfunc.load_model("models:/flow-test@champion")
     texts = ["my card was swallowed by the cash machine", "I cannot log in to the app", "where is my refund"]
-    out = model.predict(texts)
+    out = model.predict(pd.DataFrame({"text": texts}))  # the signature's named column
     assert len(out) == 3
     assert set(out["label"]) <= {"account_access", "card_problem", "refund", "transfer"}
     local = TextClassifier.load(_train_dir(tracking_uri, result))  # the checkpoint the train stage logged
@@ -172,6 +173,9 @@ def test_cli_reports_a_bad_corpus_without_a_traceback(prefect_harness, tmp_path,
     bad.write_text("text,label\nfine,a\n,b\nalso fine,b\n")
     code = main(["sample", "--set", f"corpus.path={bad}", "--set", "fewshot.enabled=false",
                  "--set", f"work_dir={tmp_path / 'work'}", "--set", "registry.model_name=cli-bad"])
-    assert code == 1
-    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 2  # bad input, not a failure of the job
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err + captured.out  # the full one is in the run's log file
+    assert sum(line.startswith("error:") for line in captured.err.splitlines()) == 1
+    err = captured.err.strip().splitlines()[-1]
     assert err.startswith("error: the pipeline failed: CorpusError:") and "bad.csv, row 2: empty or missing text" in err

@@ -113,6 +113,18 @@ def test_2_a_deployment_run_triggered_from_the_cli_registers_a_version(ops):
     assert versions[0]["metrics"]["test_accuracy"] > 0.5
 
 
+def test_2b_a_run_started_through_the_api_reads_only_where_its_deployment_allows(ops):
+    """The deployment's parameters come from an unauthenticated API: a corpus outside the allowed roots
+    is refused before anything is read, and nothing is registered."""
+    for setting in ("corpus.path=/etc/passwd", "work_dir=/tmp/anywhere"):
+        done = lowlm("run", str(ops["preset"]), "--deployment", "--set", setting, "--timeout", "300", timeout=350)
+        output = done.stdout + done.stderr
+        assert done.returncode == 1, output
+        assert "outside the folders this deployment allows" in output, output
+        assert setting.split("=")[0] in output
+    assert len(_versions()) == 1
+
+
 def test_3_models_and_predict_read_the_registry(ops):
     runner = CliRunner()
     listed = runner.invoke(app, ["models", MODEL])
@@ -126,7 +138,7 @@ def test_3_models_and_predict_read_the_registry(ops):
     assert [r["text"] for r in rows] == ["I want my money back", "my card is blocked"]
     assert all(r["label"] in labels and 0 < r["score"] <= 1 for r in rows)
     missing = runner.invoke(app, ["predict", "models:/no-such-model@champion", "hello"])
-    assert missing.exit_code == 1 and "cannot load models:/no-such-model@champion" in missing.output
+    assert missing.exit_code == 2 and "cannot load models:/no-such-model@champion" in missing.output
 
 
 def test_4_retrain_with_no_new_data_does_nothing(ops):

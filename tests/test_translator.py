@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+import pandas as pd
 import pytest
 import torch
 
@@ -97,8 +98,8 @@ def test_registered_pyfunc_generates_text_with_decoding_params(trained, tmp_path
         log_pyfunc(translator.save(tmp_path / "t"), input_example=["red cat runs"], registered_model_name="rev")
     model = mlflow.pyfunc.load_model("models:/rev/1")
     texts = ["red cat runs", "small dog eats"]
-    out = model.predict(texts, params={"beam_size": 3, "max_length": 10})
+    out = model.predict(pd.DataFrame({"text": texts}), params={"beam_size": 3, "max_length": 10})
     assert out["generated"].tolist() == translator.translate(texts, beam_size=3, max_length=10)
-    short = model.predict(texts, params={"beam_size": 1, "max_length": 1})["generated"].tolist()
+    short = model.predict(pd.DataFrame({"text": texts}), params={"beam_size": 1, "max_length": 1})["generated"].tolist()
     assert all(len(s.split()) <= 1 for s in short)
     assert {p.name for p in model.metadata.signature.params.params} == {"beam_size", "max_length"}

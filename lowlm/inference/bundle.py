@@ -11,6 +11,9 @@ tokenizers (JSON) and ``bundle.json``: the bundle's ``kind``, the model config (
 A subclass declares ``kind``, ``tokenizer_files`` (file name -> attribute), ``serve_params`` (the
 inference parameters the pyfunc accepts, with defaults), and writes ``meta()`` / reads
 ``from_parts(model_meta, tokenizers, weights)``; ``serve(texts, params)`` answers the pyfunc's columns.
+``from_parts`` raises ``BundleError`` when the parts disagree (label names vs the head's size, a
+tokenizer vs its embedding's rows), so a bad folder fails at load, never later at inference;
+``load_bundle`` adds the folder to the message.
 """
 
 from __future__ import annotations
@@ -18,12 +21,16 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
+import math
+import re
+import reprlib
 from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
+from lowlm.files import atomic_folder
 from lowlm.text.tokenizer import Tokenizer
 
 WEIGHTS, META = "weights.pt", "bundle.json"
@@ -61,12 +68,14 @@ class Bundle:
 
     # -- shared ------------------------------------------------------------------------------------
     def save(self, folder: str | Path) -> Path:
+        """Write the bundle to ``folder``, all or nothing: a failure (a full disk: ``DiskFull``) leaves no
+        half-written folder."""
         folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        torch.save(self.model.state_dict(), folder / WEIGHTS)
-        for file, attr in self.tokenizer_files.items():
-            getattr(self, attr).save(folder / file)
-        (folder / META).write_text(json.dumps({"kind": self.kind, "format": FORMAT, **self.meta()}, indent=1))
+        with atomic_folder(folder) as partial:
+            torch.save(self.model.state_dict(), partial / WEIGHTS)
+            for file, attr in self.tokenizer_files.items():
+                getattr(self, attr).save(partial / file)
+            (partial / META).write_text(json.dumps({"kind": self.kind, "format": FORMAT, **self.meta()}, indent=1))
         return folder
 
     @classmethod
@@ -111,7 +120,32 @@ def load_bundle(folder: str | Path) -> Bundle:
         raise BundleError(f"{folder}: missing {', '.join(missing)} for a {meta['kind']!r} bundle")
     tokenizers = {attr: Tokenizer.load(folder / file) for file, attr in cls.tokenizer_files.items()}
     weights = torch.load(folder / WEIGHTS, map_location="cpu", weights_only=True)
-    return cls.from_parts(meta, tokenizers, weights)
+    try:
+        return cls.from_parts(meta, tokenizers, weights)
+    except BundleError as exc:
+        raise BundleError(f"{folder}: {exc}") from None
+
+
+def load_weights(model: nn.Module, weights: dict) -> nn.Module:
+    """``model`` with ``weights`` loaded, or a ``BundleError`` when they do not fit the model that
+    bundle.json describes (a size or a name differs)."""
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as exc:
+        raise BundleError(f"{WEIGHTS} does not fit the model {META} describes: {exc}") from None
+    return model
+
+
+def check_size(what: str, count: int, rows: int, where: str) -> None:
+    """A ``BundleError`` unless ``count`` (labels, tokens) equals ``rows`` (the model's side of it).
+
+    >>> check_size("labels in bundle.json", 5, 4, "outputs in the model's head")
+    Traceback (most recent call last):
+    ...
+    lowlm.inference.bundle.BundleError: 5 labels in bundle.json but 4 outputs in the model's head
+    """
+    if count != rows:
+        raise BundleError(f"{count} {what} but {rows} {where}")
 
 
 def content_digest(model: nn.Module, *texts: str) -> str:
@@ -125,13 +159,40 @@ def content_digest(model: nn.Module, *texts: str) -> str:
     return h.hexdigest()[:16]
 
 
+_REPR = reprlib.Repr()  # bounded: a huge nested item is shown by its first few parts
+_REPR.maxstring = _REPR.maxother = 40
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = _REPR.maxset = 4
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")  # half of a UTF-16 pair: not text the tokenizers can read
+
+
 def check_texts(texts) -> list[str]:
-    """A list of strings, or a clear error naming the first input that is not one."""
+    """A list of strings, or an error naming the first input that is not one: a ``TypeError`` for a
+    non-string, a ``ValueError`` for a string that is not valid Unicode (a lone surrogate).
+
+    >>> check_texts(["ok", float("nan")])
+    Traceback (most recent call last):
+    ...
+    TypeError: input 1: expected a string, got NaN (a missing value)
+    >>> check_texts(["ok", "caf" + chr(0xDCE9)])
+    Traceback (most recent call last):
+    ...
+    ValueError: input 1: not valid Unicode text: a lone surrogate (U+DCE9) at character 3
+    """
     if isinstance(texts, str):
         raise TypeError("expected a list of strings, got one string; wrap it in a list")
     texts = list(texts)
     for i, t in enumerate(texts):
         if not isinstance(t, str):
-            raise TypeError(f"input {i}: expected a string, got {type(t).__name__} ({t!r:.40})")
+            if t is None or (isinstance(t, float) and math.isnan(t)):
+                shown = f"{'None' if t is None else 'NaN'} (a missing value)"
+            else:
+                shown = f"{type(t).__name__} ({_REPR.repr(t)})"
+            raise TypeError(f"input {i}: expected a string, got {shown}")
+        bad = _SURROGATE.search(t)
+        if bad:
+            raise ValueError(f"input {i}: not valid Unicode text: a lone surrogate (U+{ord(bad.group()):04X}) "
+                             f"at character {bad.start()}")
     return texts
 

@@ -15,7 +15,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from lowlm.inference.bundle import Bundle, check_texts
+from lowlm.inference.bundle import Bundle, check_size, check_texts, load_weights
 from lowlm.models.kinds import model_from_meta, model_meta
 from lowlm.text.batching import Batches
 from lowlm.text.tokenizer import Tokenizer
@@ -83,8 +83,12 @@ class TextClassifier(Bundle):
     @classmethod
     def from_parts(cls, meta: dict, tokenizers: dict, weights: dict) -> "TextClassifier":
         tok = tokenizers["tokenizer"]
-        net = model_from_meta(meta, words=tok.tokens())
-        net.load_state_dict(weights)
+        net = load_weights(model_from_meta(meta, words=tok.tokens()), weights)
+        # the weights fit the sizes in bundle.json (load_weights); the labels and tokenizer must fit them too
+        check_size("labels in bundle.json", len(meta["labels"]), net.dims["num_labels"],
+                   "outputs in the model's head (weights.pt)")
+        check_size("tokens in tokenizer.json", tok.vocab_size, net.dims["vocab_size"],
+                   "rows in the model's word embedding (weights.pt)")
         return cls(net.eval(), tok, meta["labels"])
 
     def serve(self, texts: list[str], params: dict) -> dict[str, list]:

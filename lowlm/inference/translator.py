@@ -14,7 +14,7 @@ from typing import Sequence
 
 import torch
 
-from lowlm.inference.bundle import Bundle, check_texts
+from lowlm.inference.bundle import Bundle, check_size, check_texts, load_weights
 from lowlm.models.kinds import model_from_meta, model_meta
 from lowlm.models.seq2seq import Seq2Seq
 from lowlm.text.batching import Batches
@@ -82,8 +82,12 @@ class Translator(Bundle):
 
     @classmethod
     def from_parts(cls, meta: dict, tokenizers: dict, weights: dict) -> "Translator":
-        net = model_from_meta(meta)
-        net.load_state_dict(weights)
+        net = load_weights(model_from_meta(meta), weights)
+        # the weights fit the sizes in bundle.json (load_weights); each tokenizer must fit its embedding
+        check_size("tokens in source_tokenizer.json", tokenizers["source"].vocab_size, net.dims["src_vocab"],
+                   "rows in the model's source embedding (weights.pt)")
+        check_size("tokens in target_tokenizer.json", tokenizers["target"].vocab_size, net.dims["tgt_vocab"],
+                   "rows in the model's target embedding (weights.pt)")
         return cls(net.eval(), tokenizers["source"], tokenizers["target"])
 
     def serve(self, texts: list[str], params: dict) -> dict[str, list]:

@@ -1,43 +1,140 @@
 """The one place lowlm meets MLflow: our models packaged as MLflow pyfunc models.
 
-The model is logged "from code": MLflow stores this file and the classifier's plain files
-(state dict, tokenizer JSON, model JSON) as artifacts, and nothing of ours is pickled. Loading:
+The model is logged "from code": MLflow stores this file and the bundle's plain files (state dict,
+tokenizer JSON, bundle.json) as artifacts, and nothing of ours is pickled. Loading:
 
->>> model = mlflow.pyfunc.load_model("models:/sentiment@champion")     # doctest: +SKIP
->>> model.predict(["what a lovely film", "dull and far too long"])     # doctest: +SKIP
+>>> model = mlflow.pyfunc.load_model("models:/sentiment@champion")                   # doctest: +SKIP
+>>> model.predict(pd.DataFrame({"text": ["what a lovely film", "dull and far too long"]}))  # doctest: +SKIP
    label     score   probabilities
+>>> load("models:/sentiment@champion").predict(["what a lovely film"])             # doctest: +SKIP
+
+(``load`` wraps the model so that a plain list of strings works too; see "Input".)
+
+Input. The signature names one required string column, ``text``. MLflow enforces it first;
+``model_texts`` then checks again, as the final guard (MLflow's checks can be bypassed):
+
+- a DataFrame with a ``text`` column (REST ``dataframe_split`` / ``dataframe_records``); other
+  columns (an ``id``, ...) are ignored; a frame without ``text`` is refused, naming its columns;
+- a Series named ``text``, a list of ``{"text": ...}`` records, REST ``{"inputs": [strings]}``;
+- a plain list (or Series, 1-d array) of strings when this class is called directly. Through
+  ``mlflow.pyfunc.load_model``, MLflow 3.17 refuses a plain list against a named column ("Model is
+  missing inputs ['text']"): pass ``pd.DataFrame({"text": texts})``, which older versions (logged
+  with one unnamed column) take too.
+
+Limits, read from the environment when the model loads: at most ``LOWLM_MAX_ROWS`` rows per request
+(default 10,000) and ``LOWLM_MAX_CHARS`` characters per text (default 20,000). Over a limit is an
+error naming it; nothing is truncated.
+
+Bad input raises ``InputError``: a ``ValueError`` (``InputTypeError``, also a ``TypeError``, for an
+item that is not a string or is missing) and an ``MlflowException`` with INVALID_PARAMETER_VALUE, so
+``mlflow models serve`` answers 400 with its message, which names the position (``input 3: ...``),
+the columns or the limit. A string holding a lone surrogate (JSON can carry one as a ``\\ud800``
+escape) is refused too: the tokenizers cannot read it. What MLflow's enforcement refuses first
+raises MLflow's ``MlflowException`` (no ``text`` column, a numeric one, a plain list). MLflow's
+REST parser casts ``{"inputs": [...]}`` to strings before the model sees it (1 -> "1", null ->
+"None"); lowlm's server (``flows.model_server``, ``lowlm serve-model``) checks those items before
+MLflow parses them, so REST and Python agree; a bare ``mlflow models serve`` answers them.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pandas as pd
+from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature, infer_signature
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.pyfunc import PythonModel
 from mlflow.types import ColSpec, DataType, ParamSchema, ParamSpec, Schema
 
-from lowlm.inference.bundle import load_bundle
+from lowlm.inference.bundle import check_texts, load_bundle
 
 TEXT_COLUMN = "text"
+MAX_ROWS, MAX_CHARS = 10_000, 20_000  # defaults for LOWLM_MAX_ROWS / LOWLM_MAX_CHARS
 
 
-def _texts(model_input) -> list[str]:
-    """Raw strings from what pyfunc hands us: a DataFrame with a text column, a Series, a list."""
+class InputError(MlflowException, ValueError):
+    """A request the model does not answer; REST serving turns it into a 400 with this message."""
+
+    def __init__(self, message: str):
+        super().__init__(message, error_code=INVALID_PARAMETER_VALUE)
+
+
+class InputTypeError(InputError, TypeError):
+    """An input item that is not a string (or is missing)."""
+
+
+def limits_from_env(environ=os.environ) -> tuple[int, int]:
+    """(max rows per request, max characters per text) from LOWLM_MAX_ROWS / LOWLM_MAX_CHARS.
+
+    >>> limits_from_env({}), limits_from_env({"LOWLM_MAX_ROWS": "50"})
+    ((10000, 20000), (50, 20000))
+    """
+    out = []
+    for name, default in (("LOWLM_MAX_ROWS", MAX_ROWS), ("LOWLM_MAX_CHARS", MAX_CHARS)):
+        raw = environ.get(name, "").strip()
+        try:
+            value = int(raw) if raw else default
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise ValueError(f"{name}={raw!r}: expected a positive whole number (default {default})")
+        out.append(value)
+    return out[0], out[1]
+
+
+def model_texts(model_input, max_rows: int = MAX_ROWS, max_chars: int = MAX_CHARS) -> list[str]:
+    """The raw strings in what pyfunc hands us, or an ``InputError`` saying what is wrong.
+
+    >>> model_texts(pd.DataFrame({"id": [7], "text": ["hello"]}))
+    ['hello']
+    >>> model_texts(pd.DataFrame({"id": [7], "sentence": ["hello"]}))
+    Traceback (most recent call last):
+    ...
+    lowlm.serving.pyfunc.InputError: expected a 'text' column; got columns ['id', 'sentence']
+    >>> model_texts(["ok", None])
+    Traceback (most recent call last):
+    ...
+    lowlm.serving.pyfunc.InputTypeError: input 1: expected a string, got None (a missing value)
+    """
+    items = _items(model_input)
+    if len(items) > max_rows:
+        raise InputError(f"{len(items)} rows in one request; this model answers at most {max_rows} "
+                         f"(LOWLM_MAX_ROWS); split the request")
+    try:
+        texts = check_texts(items)
+    except TypeError as exc:
+        raise InputTypeError(str(exc)) from None
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    for i, text in enumerate(texts):
+        if len(text) > max_chars:
+            raise InputError(f"input {i}: {len(text)} characters; this model takes at most {max_chars} "
+                             f"per text (LOWLM_MAX_CHARS)")
+    return texts
+
+
+def _items(model_input) -> list:
     if isinstance(model_input, pd.DataFrame):
-        if TEXT_COLUMN in model_input.columns:
-            column = model_input[TEXT_COLUMN]
-        elif model_input.shape[1] == 1:
-            column = model_input.iloc[:, 0]
-        else:
-            raise ValueError(f"expected a '{TEXT_COLUMN}' column, got columns {list(model_input.columns)}")
-        return column.tolist()
-    if isinstance(model_input, pd.Series):
+        columns = list(model_input.columns)
+        if columns.count(TEXT_COLUMN) != 1:
+            problem = "more than one" if TEXT_COLUMN in columns else "a"
+            raise InputError(f"expected {problem} '{TEXT_COLUMN}' column; got columns {columns[:20]}"
+                             + (f" (and {len(columns) - 20} more)" if len(columns) > 20 else ""))
+        return model_input[TEXT_COLUMN].tolist()
+    if isinstance(model_input, (pd.Series, np.ndarray)):
+        if getattr(model_input, "ndim", 1) != 1:
+            raise InputError(f"expected a 1-d array of strings, got shape {model_input.shape}")
         return model_input.tolist()
+    if isinstance(model_input, (list, tuple)):
+        return list(model_input)
     if isinstance(model_input, str):
-        return [model_input]
-    return list(model_input)
+        raise InputTypeError("expected a list of strings, got one string; wrap it in a list")
+    raise InputTypeError(f"expected a DataFrame with a '{TEXT_COLUMN}' column or a list of strings, "
+                         f"got {type(model_input).__name__}")
 
 
 class LowlmPyfunc(PythonModel):
@@ -48,30 +145,35 @@ class LowlmPyfunc(PythonModel):
     # log_pyfunc validates inputs. This class attribute is how MLflow's own ChatModel opts out; it
     # also silences the "add type hints" warning on every class creation (every model load).
     _skip_type_hint_validation = True
+    max_rows, max_chars = MAX_ROWS, MAX_CHARS
 
     def load_context(self, context) -> None:
+        self.max_rows, self.max_chars = limits_from_env()
         self.bundle = load_bundle(context.artifacts["bundle"])
 
     def predict(self, context, model_input, params=None) -> pd.DataFrame:
-        return pd.DataFrame(self.bundle.serve(_texts(model_input), params or {}))
+        texts = model_texts(model_input, self.max_rows, self.max_chars)
+        return pd.DataFrame(self.bundle.serve(texts, params or {}))
 
 
 def log_pyfunc(folder: str | Path, name: str = "model", input_example: list[str] | None = None,
                registered_model_name: str | None = None):
     """Log a bundle folder (any kind ``load_bundle`` knows) as a pyfunc model.
 
-    Returns MLflow's ``ModelInfo``. The output signature comes from a real prediction on
-    ``input_example``; the inference parameters are the bundle kind's ``serve_params``;
-    requirements are the project's pinned packages.
+    Returns MLflow's ``ModelInfo``. The input signature is one named string column, ``text``; the
+    output signature comes from a real prediction on ``input_example`` (logged as a one-column
+    frame); the inference parameters are the bundle kind's ``serve_params``; requirements are the
+    project's pinned packages.
     """
     folder = Path(folder)
     wrapper = LowlmPyfunc()
     wrapper.bundle = load_bundle(folder)
     defaults = wrapper.bundle.serve_params
     params = ParamSchema([ParamSpec(k, DataType.long, v) for k, v in defaults.items()]) if defaults else None
-    example = list(input_example or ["an example sentence"])
-    # One unnamed string column: a list of strings, a Series or a one-column DataFrame all pass.
-    signature = ModelSignature(inputs=Schema([ColSpec(DataType.string)]),
+    # a frame, not a list: MLflow validates the example against the named signature, and a list
+    # becomes a frame whose one column is called 0
+    example = pd.DataFrame({TEXT_COLUMN: list(input_example or ["an example sentence"])})
+    signature = ModelSignature(inputs=Schema([ColSpec(DataType.string, TEXT_COLUMN)]),
                                outputs=infer_signature(example, wrapper.predict(None, example)).outputs,
                                params=params)
     return mlflow.pyfunc.log_model(
@@ -86,10 +188,41 @@ def log_pyfunc(folder: str | Path, name: str = "model", input_example: list[str]
     )
 
 
+class TextModel:
+    """A loaded pyfunc model that also takes a plain list (or Series, or one string) of texts: it wraps
+    them as the ``text`` column the signature names before MLflow checks them. ``lowlm predict`` and the
+    pipeline's tasks load models this way (``load``); ``metadata`` and ``unwrap_python_model`` pass through."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def predict(self, data, params=None) -> pd.DataFrame:
+        if isinstance(data, str):
+            data = [data]
+        if isinstance(data, (list, tuple, np.ndarray)) or (isinstance(data, pd.Series) and data.name != TEXT_COLUMN):
+            data = pd.DataFrame({TEXT_COLUMN: pd.Series(list(data), dtype=object)})
+        return self.model.predict(data, params=params)
+
+    def __getattr__(self, name):
+        return getattr(self.model, name)
+
+
+def load(model_uri: str | Path) -> TextModel:
+    """``mlflow.pyfunc.load_model`` (a model URI or a local folder), as a ``TextModel``: plain lists work.
+
+    >>> load("models:/intents@champion").predict(["my card was declined"])    # doctest: +SKIP
+    """
+    return TextModel(mlflow.pyfunc.load_model(str(model_uri)))
+
+
 def _requirements() -> list[str]:
     from importlib.metadata import version
 
     return [f"{pkg}=={version(pkg)}" for pkg in ("torch", "tokenizers", "pandas", "numpy", "mlflow")]
 
 
+if __name__ != "lowlm.serving.pyfunc":
+    # MLflow runs this file as the model's code under a module name of its own (code_model_<id>);
+    # serve the importable class instead, so what a loaded model raises is lowlm's InputError
+    from lowlm.serving.pyfunc import LowlmPyfunc
 mlflow.models.set_model(LowlmPyfunc())

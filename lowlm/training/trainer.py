@@ -33,6 +33,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from lowlm.config import TrainConfig
+from lowlm.files import save_tensors
 from lowlm.training.optim import make_optimizers, sparse_parameters
 
 
@@ -304,10 +305,7 @@ class Trainer:
                     "numpy": [np_state[0], torch.from_numpy(np_state[1].copy()), *np_state[2:]],
                     "data": generator.get_state() if generator is not None else None},
         }
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        torch.save(state, tmp)
-        tmp.replace(path)  # never a half-written checkpoint
-        return path
+        return save_tensors(state, path)  # never a half-written checkpoint; a full disk says so
 
     def load_checkpoint(self, path: str | Path) -> None:
         state = torch.load(path, map_location="cpu", weights_only=True)
