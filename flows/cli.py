@@ -3,16 +3,21 @@
 \b
     lowlm run sample --set train.epochs=3          run a preset (or a YAML file) in this process
     lowlm run sample --deployment                  ... or as a run of its served deployment
-    lowlm predict models:/intents@champion "where is my card"
+    lowlm run sample --resume                      continue an interrupted training from its checkpoint
+    lowlm predict models:/intents@champion "where is my card"    (digests verified first)
+    lowlm serve-model models:/intents@champion     REST on 127.0.0.1:5001 (verified, inputs checked)
     lowlm data add new_rows.csv                    queue data for the next retrain (and tell Prefect)
     lowlm retrain sample                           merge new data; retrain when the data changed
     lowlm serve                                    serve every deployment (retrain on a cron schedule)
     lowlm ui                                       Prefect UI + MLflow UI on 127.0.0.1 until Ctrl-C
     lowlm models                                   registry versions with aliases and key metrics
+    lowlm models promote intents 3 --reason "..."  make a version champion (rollback: the previous one)
+    lowlm gc --dry-run                             stage outputs no version or recent cache entry needs
 
 Run it from the project folder: presets, data paths and the MLflow store (sqlite:///mlruns/mlflow.db
 unless MLFLOW_TRACKING_URI says otherwise) are relative to it. Exit codes: 0 done, 1 the job
-failed, 2 bad arguments or input.
+failed, 2 bad arguments or input, 130 stopped (Ctrl-C, SIGTERM); one error line each, the full
+traceback in .lowlm/logs/.
 """
 
 from __future__ import annotations

@@ -176,3 +176,39 @@ def test_memory_stays_flat_under_2000_requests_from_8_clients(rest):
     assert statuses == [200] * 2000
     assert after <= 1.5 * warm + 50 * 2**20, f"RSS grew from {warm / 2**20:.0f} MB to {after / 2**20:.0f} MB"
     assert time.monotonic() - start < 120  # a hung or crawling server, not a latency target
+
+
+def test_lowlm_serve_model_serves_the_projects_store_and_stops_on_sigterm(rest, tracking_uri, tmp_path):
+    """`lowlm serve-model` (what the README says to run): the project's store, no stray ./mlflow.db."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    port = free_port()
+    lowlm = Path(sys.executable).parent / "lowlm"
+    process = subprocess.Popen([str(lowlm), "serve-model", f"models:/{NAME}/1", "--port", str(port)], cwd=tmp_path,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                               env={**os.environ, "MLFLOW_TRACKING_URI": tracking_uri})
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2):
+                    break
+            except OSError:
+                time.sleep(0.5)
+        assert process.poll() is None, process.stdout.read()
+        status, body = post(type("S", (), {"url": f"http://127.0.0.1:{port}"}), {"inputs": TEXTS[:2]})
+        assert status == 200 and len(body["predictions"]) == 2
+        children = psutil.Process(process.pid).children(recursive=True)
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=60)
+        assert "not verified" in output or "digests verified" in output, output
+        gone, alive = psutil.wait_procs(children, timeout=30)
+        assert not alive
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert not (tmp_path / "mlflow.db").exists()

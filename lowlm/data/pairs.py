@@ -32,7 +32,8 @@ from typing import Iterator
 import pandas as pd
 
 from lowlm.config import PairCorpusConfig
-from lowlm.data.corpus import CorpusError, decoded_lines, files_fingerprint, is_unicode, json_object, save_splits
+from lowlm.data.corpus import CorpusError, files_fingerprint, save_splits
+from lowlm.data.textfiles import decoded_lines, is_unicode, json_object
 
 Pair = tuple[str, str]
 SPLITS = ("train", "validation", "test")
