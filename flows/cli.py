@@ -112,6 +112,40 @@ def run(preset: Annotated[str, typer.Argument(help="preset name under configs/ o
 DEFAULT_DEPLOYMENTS = {"classification": "classification/sample", "seq2seq": "seq2seq/translate-sample"}
 
 
+@app.command()
+def validate(preset: Annotated[str, typer.Argument(help="preset name under configs/ or a YAML path")],
+             set_: Overrides = []) -> None:  # noqa: B006
+    """Check a config and every corpus it names (read, checked, split) without training: exit 0 or 2."""
+    from lowlm.config import load_pipeline_config
+
+    try:
+        config = load_pipeline_config(preset, _overrides(set_))
+        typer.echo(f"config: {preset} is a valid {config.task} pipeline (digest {config.digest()})")
+        if config.task == "seq2seq":
+            from lowlm.data.pairs import load_pairs
+
+            pairs = load_pairs(config.corpus)
+            typer.echo("corpus: " + ", ".join(f"{name} {len(rows)} pairs" for name, rows in pairs.splits.items()))
+            for name, dropped in pairs.filtered.items():
+                if any(dropped.values()):
+                    typer.echo(f"  {name}: dropped {dropped}")
+        else:
+            from lowlm.data.corpus import load_corpus
+
+            corpora = [("corpus", config.corpus)]
+            if config.fewshot.enabled:
+                corpora.append(("fewshot.corpus", config.fewshot.corpus))
+            for what, cfg in corpora:
+                corpus = load_corpus(cfg)
+                shown = ", ".join(corpus.labels[:8]) + (f", ... ({len(corpus.labels)} in all)"
+                                                         if len(corpus.labels) > 8 else "")
+                sizes = ", ".join(f"{name} {len(split)} rows" for name, split in corpus.splits.items())
+                typer.echo(f"{what}: {sizes}; {len(corpus.labels)} labels: {shown}")
+    except (FileNotFoundError, ValueError) as exc:  # CorpusError, PairCorpusError and config errors
+        fail(str(exc))
+    typer.echo("ok: nothing was trained or logged")
+
+
 def _use_running_prefect(port: int | None = None) -> str | None:
     """With no PREFECT_API_URL, a Prefect server already answering on 127.0.0.1:PORT (`lowlm ui`,
     `lowlm serve`; PORT is LOWLM_PREFECT_PORT, default 4200) is used instead of a temporary one, which

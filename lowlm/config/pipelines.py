@@ -21,17 +21,19 @@ from lowlm.config.stages import (AttackConfig, AugmentConfig, DecodeConfig, FewS
 class PipelineConfig(_Pipeline):
     """The whole classification pipeline: one form in the Prefect UI, one YAML preset on disk."""
 
-    task: Literal["classification"] = "classification"
-    name: str = "classification"
-    experiment: str = "lowlm-classification"
-    corpus: CorpusConfig
-    tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
-    augment: AugmentConfig = Field(default_factory=AugmentConfig)
-    attack: AttackConfig = Field(default_factory=AttackConfig)
-    model: ClassifierConfig = Field(default_factory=RNNAttentionConfig)
-    train: TrainConfig = Field(default_factory=TrainConfig)
-    fewshot: FewShotConfig = Field(default_factory=lambda: FewShotConfig(enabled=False))
-    registry: RegistryConfig = Field(default_factory=RegistryConfig)
+    task: Literal["classification"] = Field("classification", description="The kind of pipeline (declared).")
+    name: str = Field("classification", description="The flow run's MLflow parent run name.")
+    experiment: str = Field("lowlm-classification", description="MLflow experiment the runs go to.")
+    corpus: CorpusConfig = Field(description="The labelled corpus: where it is and how to read it.")
+    tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig, description="Tokenizer fitted on train.")
+    augment: AugmentConfig = Field(default_factory=AugmentConfig, description="Augmented copies of train rows.")
+    attack: AttackConfig = Field(default_factory=AttackConfig, description="Attack on the trained model.")
+    model: ClassifierConfig = Field(default_factory=RNNAttentionConfig,
+                                    description="The classifier, by `kind`: rnn_attention or bag_of_ngrams.")
+    train: TrainConfig = Field(default_factory=TrainConfig, description="The trainer's settings.")
+    fewshot: FewShotConfig = Field(default_factory=lambda: FewShotConfig(enabled=False),
+                                   description="Transfer to a second corpus with k examples per class.")
+    registry: RegistryConfig = Field(default_factory=RegistryConfig, description="Registered model and its gate.")
     work_dir: str = Field(".lowlm", description="Where stage outputs (splits, tokenizers, checkpoints) are kept.")
 
     @model_validator(mode="after")
@@ -44,17 +46,19 @@ class PipelineConfig(_Pipeline):
 class Seq2SeqPipelineConfig(_Pipeline):
     """Translation or summarization: one form in the Prefect UI, one YAML preset on disk."""
 
-    task: Literal["seq2seq"] = "seq2seq"
-    name: str = "seq2seq"
-    experiment: str = "lowlm-seq2seq"
-    corpus: PairCorpusConfig
-    tokenizer: PairTokenizerConfig = Field(default_factory=PairTokenizerConfig)
-    augment: PairAugmentConfig = Field(default_factory=PairAugmentConfig)
-    model: Seq2SeqModelConfig = Field(default_factory=Seq2SeqModelConfig)
-    train: Seq2SeqTrainConfig = Field(default_factory=Seq2SeqTrainConfig)
-    decode: DecodeConfig = Field(default_factory=DecodeConfig)
-    registry: Seq2SeqRegistryConfig = Field(default_factory=Seq2SeqRegistryConfig)
-    work_dir: str = ".lowlm"
+    task: Literal["seq2seq"] = Field("seq2seq", description="The kind of pipeline (declared).")
+    name: str = Field("seq2seq", description="The flow run's MLflow parent run name.")
+    experiment: str = Field("lowlm-seq2seq", description="MLflow experiment the runs go to.")
+    corpus: PairCorpusConfig = Field(description="The parallel corpus: source -> target pairs.")
+    tokenizer: PairTokenizerConfig = Field(default_factory=PairTokenizerConfig,
+                                           description="Source and target tokenizers (or one joint).")
+    augment: PairAugmentConfig = Field(default_factory=PairAugmentConfig, description="Noise on training sources.")
+    model: Seq2SeqModelConfig = Field(default_factory=Seq2SeqModelConfig, description="The encoder-decoder.")
+    train: Seq2SeqTrainConfig = Field(default_factory=Seq2SeqTrainConfig, description="The trainer's settings.")
+    decode: DecodeConfig = Field(default_factory=DecodeConfig, description="Decoding for evaluation and serving.")
+    registry: Seq2SeqRegistryConfig = Field(default_factory=Seq2SeqRegistryConfig,
+                                            description="Registered model and its gate.")
+    work_dir: str = Field(".lowlm", description="Where stage outputs (splits, tokenizers, checkpoints) are kept.")
 
     @model_validator(mode="after")
     def _copy_needs_joint_vocabulary(self) -> "Seq2SeqPipelineConfig":
