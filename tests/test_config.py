@@ -64,3 +64,24 @@ def test_each_kind_builds_its_class_from_its_config():
 def test_the_prefect_form_schema_names_both_classifier_kinds():
     schema = PipelineConfig.model_json_schema()
     assert {"BagOfNgramsConfig", "RNNAttentionConfig"} <= set(schema["$defs"])
+
+
+def test_a_bag_of_ngrams_trains_with_its_validation_chosen_defaults_unless_told_otherwise():
+    import json
+    from pathlib import Path
+
+    from lowlm.config import PipelineConfig
+    from lowlm.config.pipelines import BAG_TRAIN_DEFAULTS
+
+    chosen = json.loads((Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "bag_defaults.json")
+                        .read_text())["chosen"]
+    assert {k: BAG_TRAIN_DEFAULTS[k] for k in ("lr", "epochs", "batch_size")} == \
+        {k: chosen[k] for k in ("lr", "epochs", "batch_size")}  # the benchmark's pick, not a number typed in
+    bag = PipelineConfig.model_validate({"corpus": {"path": "x.csv"}, "model": {"kind": "bag_of_ngrams"}})
+    assert (bag.train.lr, bag.train.epochs, bag.train.batch_size, bag.train.warmup_ratio) == (0.05, 3, 128, 0.0)
+    told = PipelineConfig.model_validate({"corpus": {"path": "x.csv"}, "model": {"kind": "bag_of_ngrams"},
+                                          "train": {"lr": 0.1, "epochs": 7}})
+    assert (told.train.lr, told.train.epochs, told.train.batch_size) == (0.1, 7, 128)
+    rnn = PipelineConfig.model_validate({"corpus": {"path": "x.csv"}})
+    assert (rnn.train.lr, rnn.train.epochs) == (2e-3, 10)
+    assert PipelineConfig.model_validate(bag.model_dump(mode="json")).digest() == bag.digest()
