@@ -456,22 +456,25 @@ def data_list(incoming: Incoming = "data/incoming") -> None:
 
 
 @app.command()
-def retrain(preset: Annotated[str, typer.Argument(help="classification preset or YAML path")] = "sample",
+def retrain(preset: Annotated[str, typer.Argument(help="preset or YAML path (classification or seq2seq)")] = "sample",
             incoming: Incoming = "data/incoming",
             force: Annotated[bool, typer.Option(help="retrain even when the data is unchanged")] = False,
             allow_new_labels: Annotated[bool, typer.Option(
                 "--allow-new-labels", help="admit waiting files whose labels the corpus does not have")] = False,
             set_: Overrides = []) -> None:  # noqa: B006
-    """Merge new data into the corpus; retrain when it changed (the gate decides the champion)."""
-    from lowlm.config import PipelineConfig, load_pipeline_config
-
+    """Merge new data (labelled rows, or source<TAB>target pairs for seq2seq) into the corpus; retrain when it
+    changed (the gate decides the champion)."""
+    from lowlm.config import load_pipeline_config
     from lowlm.data.incoming import check_incoming_dir
 
     overrides = _overrides(set_)
-    if allow_new_labels:
-        overrides["corpus.allow_new_labels"] = True
     try:
-        check_incoming_dir(incoming, load_pipeline_config(preset, overrides, PipelineConfig).corpus)
+        config = load_pipeline_config(preset, overrides)
+        if allow_new_labels:
+            if config.task != "classification":
+                fail("--allow-new-labels: a seq2seq corpus has no labels")
+            overrides["corpus.allow_new_labels"] = True
+        check_incoming_dir(incoming, config.corpus)
     except (FileNotFoundError, ValueError) as exc:
         fail(str(exc))
     _fail_stale_runs(_tracking_uri())

@@ -42,7 +42,7 @@ def seq2seq(config: Seq2SeqPipelineConfig, resume: bool = False) -> dict:
         trained = work(train_seq2seq)(corpus, train_split, vocab, config.model, config.train, work.path, tracking,
                                       resume=resume)
         evaluation = work(evaluate_seq2seq)(corpus, trained, config.decode, config.train.bleu_tokenize, tracking)
-        digests = {**corpus["digests"], "train_augmented": train_split["digest"]}
+        digests = {**corpus["digests"], "content": corpus["content_digest"], "train_augmented": train_split["digest"]}
         registered = register(corpus, trained, evaluation, config.task, config.registry.model_name,
                               config.registry.metric, config.digest(), digests, tracking)
 

@@ -7,6 +7,7 @@ from prefect import task
 
 from lowlm.config import CorpusConfig, PairCorpusConfig
 from lowlm.data.corpus import load_corpus
+from lowlm.data.incoming_pairs import pairs_content_digest
 from lowlm.data.pairs import load_pairs
 from tasks._cache import STAGE_OPTIONS
 from tasks._stage import Tracking, digest_of, log_dataset, log_table, output_dir, stage_run
@@ -49,5 +50,6 @@ def ingest_pairs(corpus: PairCorpusConfig, work_dir: str, tracking: Tracking, fi
             for reason, count in data.filtered.get(split, {}).items():
                 mlflow.log_metric(f"filtered_{reason}_{split}", count)
         log_table(data.frame("train").head(50), "train_sample.json")
-        return {"splits": paths, "digests": data.digests, "sources": data.sources,
-                "rows": {s: len(p) for s, p in data.splits.items()}, "filtered": data.filtered}
+        return {"splits": paths, "digests": data.digests, "content_digest": pairs_content_digest(data.splits),
+                "sources": data.sources, "rows": {s: len(p) for s, p in data.splits.items()},
+                "filtered": data.filtered}

@@ -9,13 +9,28 @@ from mlflow import MlflowClient
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
-from lowlm.config import CorpusConfig
+from lowlm.config import CorpusConfig, PairCorpusConfig
 from lowlm.data.corpus import load_corpus
 from lowlm.data.incoming import merge_incoming
+from lowlm.data.incoming_pairs import merge_incoming_pairs
 from tasks.registry import CHAMPION, registry_versions
 from tasks._stage import tracking_uri
 
 SPLITS = ("train", "validation", "test")
+
+
+@task(name="merge-incoming-pairs")
+def merge_pairs(corpus: PairCorpusConfig, incoming_dir: str, out_dir: str) -> dict:
+    """Seq2seq: accept waiting pair files (bad ones go to ``rejected/``), merge into train, digest."""
+    logger = get_run_logger()
+    merged = merge_incoming_pairs(corpus, incoming_dir, out_dir)
+    for file, why in merged.rejected.items():
+        logger.error("rejected %s: %s", file, why)
+    logger.info("merged pairs %s: %d new pair(s) from %d file(s); dropped %s", merged.digest, merged.new_rows,
+                len(merged.accepted), merged.dropped)
+    return {"config": merged.config.model_dump(mode="json"), "digest": merged.digest,
+            "split_digests": merged.split_digests, "accepted": merged.accepted, "rejected": merged.rejected,
+            "new_rows": merged.new_rows, "dropped": merged.dropped, "relabelled": 0, "new_labels": []}
 
 
 @task(name="merge-incoming")

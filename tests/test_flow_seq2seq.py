@@ -74,3 +74,25 @@ def test_misaligned_files_fail_with_both_counts(prefect_harness, tmp_path, capsy
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert code == 2, err  # bad input
     assert "a.en" in err and "a.de" in err and "3" in err and "2" in err
+
+
+def test_retraining_a_seq2seq_model_on_new_pairs(prefect_harness, tmp_path, capsys):
+    """New pairs join train, as labelled rows do: no champion -> train; new pairs -> retrain; none -> skip."""
+    from flows.retrain import main as retrain_main
+
+    incoming = tmp_path / "incoming"
+    args = ["translate-sample", "--incoming", str(incoming), "--set", f"work_dir={tmp_path / 'work'}",
+            "--set", "registry.model_name=s2s-retrain", "--set", "experiment=s2s-retrain",
+            "--set", "train.epochs=2", "--set", "train.progress=false", "--set", "augment.enabled=false"]
+    assert retrain_main(args) == 0
+    assert "retrained: no champion of 's2s-retrain' yet" in capsys.readouterr().out
+    incoming.mkdir(exist_ok=True)
+    (incoming / "more.tsv").write_text("a red dog runs .\tein roter hund rennt .\n"
+                                       "the small cat eats .\tdie kleine katze isst .\n")
+    assert retrain_main(args) == 0
+    out = capsys.readouterr().out
+    assert "retrained: data changed since champion v1" in out and "2 new row(s) from 1 file(s)" in out, out
+    assert retrain_main(args) == 0  # the same data again: the version trained on it decided already
+    out = capsys.readouterr().out
+    assert out.startswith("skipped: ") and ("already trained on this data" in out or "data unchanged" in out), out
+    assert "0 new row(s)" in out

@@ -163,3 +163,33 @@ def test_an_incoming_folder_overlapping_the_corpus_is_refused(base, tmp_path, wh
     with pytest.raises(CorpusError, match="overlaps"):
         add_file(new, incoming, base)
     assert sorted(p.name for p in corpus.iterdir()) == before  # nothing of the corpus moved
+
+
+def test_new_pairs_join_train_and_the_held_out_pairs_stay(tmp_path):
+    from lowlm.config import PairCorpusConfig
+    from lowlm.data.incoming_pairs import merge_incoming_pairs, pairs_content_digest
+    from lowlm.data.pairs import load_pairs
+
+    (tmp_path / "corpus").mkdir()
+    corpus = tmp_path / "corpus" / "pairs.tsv"
+    corpus.write_text("".join(f"source {i} .\tziel {i} .\n" for i in range(40)))
+    cfg = PairCorpusConfig(format="tsv", path=str(corpus), test_size=5, validation_size=5)
+    base = load_pairs(cfg)
+    incoming = tmp_path / "incoming"
+    nothing = merge_incoming_pairs(cfg, incoming, tmp_path / "out")
+    assert nothing.new_rows == 0 and nothing.digest == pairs_content_digest(base.splits)
+    incoming.mkdir(exist_ok=True)
+    held_source = base.splits["test"][0][0]
+    (incoming / "new.tsv").write_text(f"a new sentence .\tein neuer satz .\n{held_source}\tleak .\n"
+                                      f"{base.splits['train'][0][0]}\t{base.splits['train'][0][1]}\n")
+    (incoming / "bad.jsonl").write_text('{"source": "x"}\n')
+    merged = merge_incoming_pairs(cfg, incoming, tmp_path / "out")
+    assert merged.new_rows == 1 and merged.dropped == {"duplicate": 1, "source_in_validation_or_test": 1}
+    assert len(merged.rejected) == 1 and "JSON Lines" in next(iter(merged.rejected.values()))
+    again = load_pairs(merged.config)
+    assert ("a new sentence .", "ein neuer satz .") in again.splits["train"]
+    assert again.splits["test"] == base.splits["test"] and again.splits["validation"] == base.splits["validation"]
+    assert merged.digest != nothing.digest == pairs_content_digest(base.splits)
+    assert merge_incoming_pairs(cfg, incoming, tmp_path / "out").digest == merged.digest  # accepted stays merged
+    with pytest.raises(CorpusError, match="overlaps"):
+        merge_incoming_pairs(cfg, tmp_path / "corpus", tmp_path / "out")

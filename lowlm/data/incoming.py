@@ -185,11 +185,13 @@ def _locked(folder: Path):
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def check_incoming_dir(incoming_dir: str | Path, cfg: CorpusConfig) -> Path:
+def check_incoming_dir(incoming_dir: str | Path, cfg) -> Path:
     """The incoming folder, resolved; refused when it is, holds or lies inside a folder of the base
     corpus's files, since merging moves every data file it finds there into ``accepted/``."""
     incoming = Path(incoming_dir).expanduser().resolve()
-    corpus_files = [Path(f).expanduser().resolve() for f in (cfg.path, cfg.validation_file, cfg.test_file) if f]
+    names = ("path", "validation_file", "test_file", "source_path", "target_path", "validation_source",
+             "validation_target", "test_source", "test_target", "validation_path", "test_path")
+    corpus_files = [Path(f).expanduser().resolve() for f in (getattr(cfg, n, None) for n in names) if f]
     for corpus in corpus_files:
         folder = corpus if corpus.is_dir() else corpus.parent
         if incoming == folder or incoming.is_relative_to(folder) or folder.is_relative_to(incoming):
