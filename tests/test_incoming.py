@@ -193,3 +193,21 @@ def test_new_pairs_join_train_and_the_held_out_pairs_stay(tmp_path):
     assert merge_incoming_pairs(cfg, incoming, tmp_path / "out").digest == merged.digest  # accepted stays merged
     with pytest.raises(CorpusError, match="overlaps"):
         merge_incoming_pairs(cfg, tmp_path / "corpus", tmp_path / "out")
+
+
+def test_added_data_merges_into_a_headerless_corpus_with_label_names(tmp_path):
+    """The merged corpus is written with a header and label names: the base's layout settings are not
+    applied to it again (a headerless base used to reject every added file)."""
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    (folder / "train.csv").write_text("".join(f"{1 + i % 2},question number {i}\n" for i in range(20)))
+    cfg = CorpusConfig(path=str(folder / "train.csv"), header=False, text_column=1, label_column=0,
+                       label_names={1: "world", 2: "sports"}, test_size=4, validation_size=4)
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    (incoming / "new.csv").write_text("2,a brand new sports question\n1,and one about the world\n")
+    merged = merge_incoming(cfg, incoming, tmp_path / "out")
+    assert merged.rejected == {} and merged.new_rows == 2
+    corpus, frames = splits(merged.config)
+    assert corpus.labels == ["sports", "world"]
+    assert ("a brand new sports question", "sports") in set(zip(frames["train"]["text"], frames["train"]["label"]))

@@ -8,30 +8,104 @@ from pydantic import Field, model_validator
 
 from lowlm.config.base import _Strict
 
-CorpusFormat = Literal["auto", "csv", "tsv", "jsonl", "parquet", "tab_lines", "colon_lines", "trec"]
+CorpusFormat = Literal["auto", "csv", "tsv", "json", "jsonl", "parquet", "lines", "tab_lines", "colon_lines", "trec"]
+Column = str | int
 
 
 class CorpusConfig(_Strict):
-    """Where a labelled corpus lives and how to read it."""
+    """Where a labelled corpus lives and how to read it.
+
+    Layouts beyond "a header line naming a text and a label column": CSV/TSV without a header
+    (``header: false``, columns by position or named by ``columns``), line files with any separator in
+    either order (``format: lines`` with ``sep`` and ``columns``), JSON documents (records or pairs, one
+    list or one per split), texts joined from several fields (``join_columns``), raw label values given
+    names (``label_names``).
+    """
 
     path: str = Field(description="File or folder. A folder may hold train/validation/test files.")
-    format: CorpusFormat = Field("auto", description="File format; 'auto' goes by file extension.")
-    text_column: str | list[str] = Field(
-        "text", description="Text field; a list names alternatives tried in order (files may differ)."
+    format: CorpusFormat = Field(
+        "auto", description="File format; 'auto' goes by file extension (.csv, .tsv, .json, .jsonl, .parquet, "
+        ".txt: tab_lines, .label: trec). 'json': one JSON document, a list of records or [text, label] pairs, or "
+        "an object whose keys are splits (train, validation/dev, test) each holding such a list; a .json file of "
+        "JSON Lines needs format 'jsonl'. 'lines': one example a line, text and label split at `sep`, in the "
+        "order `columns` gives.")
+    text_column: Column | list[Column] = Field(
+        "text", description="Text field: a name, or a position (0, 1, ...) in the file's columns; a list names "
+        "alternatives tried in order (files may differ). Not used with join_columns."
     )
-    label_column: str | list[str] = "label"
-    encoding: str = Field("utf-8", description="Text encoding of line files, CSV and TSV (e.g. latin-1).")
+    label_column: Column | list[Column] = Field(
+        "label", description="Label field: a name, or a position (0, 1, ...); a list names alternatives.")
+    header: bool | None = Field(
+        None, description="CSV/TSV: whether the first line names the columns. Default: yes, unless `columns` "
+        "names them. false: every line is data, columns named by `columns` or by position ('0', '1', ...).")
+    columns: list[str] | None = Field(
+        None, description="Names for the columns by position: CSV/TSV without a header line (with header: true, "
+        "they replace the header's names); [text, label] or [label, text] for 'lines'; the order of the items of "
+        "[text, label] pairs in a JSON document (default [text, label]).")
+    sep: str | None = Field(
+        None, description="'lines': the separator between text and label (any string, e.g. '\\t', '@', ' ||| '; "
+        "default a tab). Split at its first occurrence when the label comes first, at its last when it comes last, "
+        "so the text may hold it.")
+    join_columns: list[Column] | None = Field(
+        None, description="Fields joined into the text, in order (e.g. [title, description]); empty parts are "
+        "skipped. Instead of text_column, whose list means alternatives.")
+    join: str = Field(" ", description="What join_columns are joined with.")
+    drop_empty: bool = Field(
+        False, description="Drop rows whose text is empty or missing (counted in Corpus.dropped['empty_text']); "
+        "off: such a row is an error naming it.")
+    label_names: dict[str | int | float, str | int] | None = Field(
+        None, description="Raw label value -> name (e.g. {1: World, 2: Sports}); keys compare as labels do, so 1, "
+        "'1' and 1.0 are one key. Applied to every file read, added data included; a value already one of the "
+        "names is kept, any other value missing from the mapping is an error.")
+    encoding: str = Field("utf-8", description="Text encoding of line files, CSV, TSV and JSON (e.g. latin-1).")
     label_level: Literal["coarse", "fine"] = Field(
         "coarse", description="For 'trec' files (COARSE:fine text): which label to keep."
     )
     test_file: str | None = Field(None, description="Separate test file (overrides a folder's test split).")
     validation_file: str | None = None
-    test_size: float = Field(0.2, gt=0, lt=1, description="Used when the files hold no test split.")
-    validation_size: float = Field(0.1, gt=0, lt=1, description="Carved from train when no validation split.")
+    test_size: float | int = Field(
+        0.2, gt=0, description="When the files hold no test split: a fraction of the rows (<1) or a count (>=1).")
+    validation_size: float | int = Field(
+        0.1, gt=0, description="Carved from train when no validation split: a fraction (<1) or a count (>=1).")
     seed: int = 13
     max_rows: int | None = Field(None, gt=0, description="Keep a seeded sample of at most this many train rows.")
     allow_new_labels: bool = Field(
         False, description="Added data (retraining) may bring labels the corpus lacks; off: such files are refused.")
+
+    @model_validator(mode="after")
+    def _check(self) -> "CorpusConfig":
+        from lowlm.data.layouts import (
+            label_name,  # lowlm.data.layouts imports no config
+        )
+
+        for name in ("test_size", "validation_size"):
+            value = getattr(self, name)
+            if value >= 1:
+                if float(value) != int(value):
+                    raise ValueError(f"{name}: a fraction must be below 1 and a count a whole number, got {value}")
+                setattr(self, name, int(value))
+        if self.label_names is not None:
+            names: dict = {}
+            for key, value in self.label_names.items():
+                if label_name(key) in names:
+                    raise ValueError(f"label_names: the keys {names[label_name(key)][0]!r} and {key!r} are one label")
+                names[label_name(key)] = (key, str(value))
+            self.label_names = {key: value for key, (_, value) in names.items()}
+        if self.format == "lines" and self.columns is not None and sorted(self.columns) != ["label", "text"]:
+            raise ValueError(f"lines: columns must be [text, label] or [label, text], got {self.columns}")
+        if self.sep is not None and self.format != "lines":
+            raise ValueError(f"sep is for format 'lines' (one example a line), not {self.format!r}")
+        if self.sep == "":
+            raise ValueError("sep: the separator cannot be empty")
+        if self.join_columns is not None:
+            if not self.join_columns:
+                raise ValueError("join_columns: name at least one field")
+            if "text_column" in self.model_fields_set:
+                raise ValueError("give text_column (one field, or alternatives) or join_columns (fields joined), "
+                                 "not both")
+            if self.format in ("lines", "tab_lines", "colon_lines", "trec"):
+                raise ValueError(f"join_columns is for files with columns, not format {self.format!r}")
+        return self
 
 
 class PairCorpusConfig(_Strict):

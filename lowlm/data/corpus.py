@@ -9,9 +9,7 @@ Errors name the file, the row (1-based data row; line number for line files) and
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import json
 import math
 import re
 from collections import Counter
@@ -19,11 +17,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import datasets
-import numpy as np
 import pandas as pd
 
 from lowlm.config import CorpusConfig
-from lowlm.data.textfiles import CorpusError, _is_archive, _open_bytes, decoded_lines, is_unicode, json_object
+from lowlm.data.layouts import (
+    _CONTAINERS,
+    _read_lines,
+    finish_rows,
+    label_name,
+    pick_columns,
+    read_json,
+)
+from lowlm.data.textfiles import (
+    CorpusError,
+    _check_table,
+    _check_text,
+    _is_archive,
+    _open_bytes,
+    decoded_lines,
+    few,
+    is_unicode,
+)
 
 SPLIT_PATTERNS = {
     "train": re.compile(r"^(train|training)", re.I),
@@ -34,7 +48,7 @@ EXTENSION_FORMATS = {
     ".csv": "csv",
     ".tsv": "tsv",
     ".jsonl": "jsonl",
-    ".json": "jsonl",
+    ".json": "json",
     ".parquet": "parquet",
     ".txt": "tab_lines",
     ".label": "trec",
@@ -50,6 +64,7 @@ class Corpus:
     labels: list[str]
     sources: dict[str, str] = field(default_factory=dict)
     digests: dict[str, str] = field(default_factory=dict)
+    dropped: dict[str, int] = field(default_factory=dict)  # reason -> rows left out (drop_empty: "empty_text")
 
     def __post_init__(self) -> None:
         for name, split in self.splits.items():
@@ -80,7 +95,7 @@ def encode_labels(values, labels: list[str], source: str = "labels") -> list[int
     values = list(values)
     unknown = sorted({str(v) for v in values if v not in index})
     if unknown:
-        raise CorpusError(f"{source}: label(s) {unknown} are not among the corpus's labels {labels}")
+        raise CorpusError(f"{source}: label(s) {few(unknown)} are not among the corpus's labels {few(labels, 10)}")
     return [index[v] for v in values]
 
 
@@ -127,27 +142,8 @@ def content_digest(splits: dict[str, pd.DataFrame]) -> str:
 
 # ----------------------------------------------------------------------------------------- reading
 
-LINE_FORMATS = ("tab_lines", "colon_lines", "trec")
-_INTEGRAL = re.compile(r"[+-]?\d+\.0*", re.ASCII)
-_CONTAINERS = (list, tuple, dict, set, bytes, bytearray, np.ndarray)
-
-
-def label_name(value) -> str:
-    """A label value as its name: an integral number in integer form, whatever type a reader gave it (CSV
-    text, a JSON float, a Parquet float column with a gap), so ``1``, ``1.0``, ``"1"`` and ``"1.0"`` are one
-    label; anything else as written, stripped.
-
-    >>> [label_name(v) for v in (1, 1.0, "1", " 1.0 ", -2.0, 2.5, "2.50", "pos", True)]
-    ['1', '1', '1', '1', '-2', '2.5', '2.50', 'pos', 'True']
-    """
-    if isinstance(value, (bool, np.bool_)):
-        return str(bool(value))
-    if isinstance(value, (int, np.integer)):
-        return str(int(value))
-    if isinstance(value, (float, np.floating)):
-        return str(int(value)) if math.isfinite(value) and float(value).is_integer() else str(value)
-    text = str(value).strip()
-    return str(int(text.split(".")[0])) if _INTEGRAL.fullmatch(text) else text
+LINE_FORMATS = ("lines", "tab_lines", "colon_lines", "trec")
+FORMATS = "csv, tsv, json, jsonl, parquet, lines, tab_lines, colon_lines, trec"
 
 
 def _format_of(path: Path, fmt: str) -> str:
@@ -158,135 +154,17 @@ def _format_of(path: Path, fmt: str) -> str:
     if suffix not in EXTENSION_FORMATS:
         raise CorpusError(
             f"{path}: cannot tell the format from the extension {suffix or '(none)'!r}; "
-            f"set format to one of csv, tsv, jsonl, parquet, tab_lines, colon_lines, trec"
+            f"set format to one of {FORMATS}"
         )
     return EXTENSION_FORMATS[suffix]
 
 
-def _pick(columns: list[str], wanted: str | list[str], what: str, source: str) -> str:
-    options = [wanted] if isinstance(wanted, str) else list(wanted)
-    for name in options:
-        if name in columns:
-            return name
-    first = str(columns[0]) if columns else ""
-    hint = ("; it starts with a UTF-8 byte-order mark read as Latin-1: set `encoding: utf-8`" if first.startswith("ï»¿")
-            else "; one column only: is the file separated by another character?" if len(columns) == 1
-            and any(c in first for c in ",;\t|") else "")
-    raise CorpusError(f"{source}: no {what} column {' or '.join(map(repr, options))}; the file has columns {columns}{hint}")
-
-
-def _check_text(path: Path, lines, json_lines: bool = False, json_doc: bool = False) -> None:
-    """Every line decodes (see ``decoded_lines``) and some line is not blank. ``json_lines``: every line
-    that is not blank is one JSON object (see ``json_object``). ``json_doc``: a JSON document that is not
-    ``null`` (pyarrow 25's JSON reader crashes the process on a document that starts with null)."""
-    seen = blank = 0
-    for lineno, text in lines:
-        text = text.lstrip("\ufeff") if lineno == 1 else text
-        seen, blank = seen + 1, blank + (not text.strip())
-        if (json_lines or json_doc) and seen == blank + 1 and text.strip().startswith("null"):  # the first content
-            raise CorpusError(f"{path}, line {lineno}: expected a JSON object, got null")
-        if json_lines and text.strip():
-            record = json_object(text, f"{path}, line {lineno}")
-            if not is_unicode(json.dumps(record, ensure_ascii=False)):
-                raise CorpusError(f"{path}, line {lineno}: an unpaired surrogate escape (such as \\ud800) "
-                                  f"is not Unicode text")
-    if seen == 0:
-        raise CorpusError(f"{path}: the file is empty (0 bytes)")
-    if seen == blank:
-        raise CorpusError(f"{path}: the file holds only blank lines; expected rows")
-
-
-def _check_table(path: Path, fmt: str, lines) -> int:
-    """CSV/TSV layout, read from the raw lines: a header of distinct names, then records of as many fields
-    (pandas would rename or drop a repeated name, pad a short record, take an extra field as the index).
-    Blank lines are skipped, as pandas skips them. Returns the number of columns."""
-    sep, word = ("\t", "tab") if fmt == "tsv" else (",", "comma")
-    csv.field_size_limit(max(csv.field_size_limit(), (1 << 31) - 1))
-    raw: list[str] = []
-
-    def feed():
-        for _, text in lines:
-            raw.append(text)
-            yield text
-
-    reader = csv.reader(feed(), delimiter=sep, quoting=csv.QUOTE_NONE if fmt == "tsv" else csv.QUOTE_MINIMAL)
-    blank = " \r\n" if fmt == "tsv" else " \t\r\n"
-    header, header_line, rows, start, last = None, 0, 0, 1, (0, [])
-    while True:
-        try:
-            record = next(reader, None)
-        except csv.Error as exc:
-            raise CorpusError(f"{path}, line {start}: {exc}") from exc
-        if record is None:
-            break
-        text, last, raw[:] = "".join(raw), (start, list(raw)), []
-        if not text.strip(blank):
-            pass
-        elif header is None:
-            header, header_line = [record[0].lstrip("\ufeff")] + record[1:], start
-            twice = sorted(name for name, n in Counter(header).items() if n > 1 and name)
-            if twice:
-                raise CorpusError(f"{path}, line {start}: the header names the column(s) {', '.join(map(repr, twice))} "
-                                  f"more than once; give each column its own name (a reader renames or drops repeats)")
-        elif len(record) != len(header):
-            hint = f"; a field that holds a {word} must be in double quotes" if len(record) > len(header) and fmt == "csv" else ""
-            raise CorpusError(f"{path}, line {start} (row {rows + 1}): expected {len(header)} {word}-separated fields, "
-                              f"as in the header, got {len(record)}{hint}")
-        else:
-            rows += 1
-        start = reader.line_num + 1
-    if fmt == "csv" and last[1]:  # pandas refuses a quote still open at the end of the file
-        try:
-            list(csv.reader(last[1], strict=True))
-        except csv.Error as exc:
-            if "unexpected end of data" in str(exc):
-                raise CorpusError(f"{path}, line {last[0]}: a quoted field starts on this line and is never closed") from None
-    if header is None:
-        raise CorpusError(f"{path}: the file is empty (0 bytes)" if start == 1
-                          else f"{path}: the file holds only blank lines; expected a header line and rows")
-    if not rows:
-        raise CorpusError(f"{path}: the corpus is empty (no rows after the header on line {header_line})")
-    return len(header)
-
-
-def _read_lines(path: Path, fmt: str, cfg: CorpusConfig) -> pd.DataFrame:
-    """label<TAB>text, LABEL:text or TREC's COARSE:fine text, one example per line (blank lines skipped).
-
-    Read with ``decoded_lines`` (``datasets``' text loader ignores the encoding of a .gz file).
-    """
-    if _is_archive(path):
-        raise CorpusError(f"{path}: an archive (zip, tar, 7z...), not a {fmt} text file; unpack it and give the file")
-    texts, labels, lines = [], [], []
-    seen = 0
-    for lineno, line in decoded_lines(path, cfg.encoding, _open_bytes):
-        seen, line = lineno, line.rstrip("\r\n")
-        line = line.lstrip("\ufeff") if lineno == 1 else line
-        if not line.strip():
-            continue
-        if fmt == "tab_lines":
-            label, sep, text = line.partition("\t")
-        elif fmt == "colon_lines":
-            label, sep, text = line.partition(":")
-        else:  # trec
-            head, sep, text = line.partition(" ")
-            coarse, colon, _ = head.partition(":")
-            sep = sep if colon else ""
-            label = coarse if cfg.label_level == "coarse" else head
-        if not sep or not label.strip():
-            expected = {"tab_lines": "label<TAB>text", "colon_lines": "LABEL:text", "trec": "COARSE:fine text"}[fmt]
-            raise CorpusError(f"{path}, line {lineno}: expected {expected}, got {line[:60]!r}")
-        texts.append(text.strip())
-        labels.append(label.strip())
-        lines.append(lineno)
-    if not lines:
-        raise CorpusError(f"{path}: the file is empty (0 bytes)" if not seen else f"{path}: the file holds only blank lines")
-    return pd.DataFrame({"text": texts, "label": labels, "_row": lines})
-
-
-def _read_table(path: Path, fmt: str, cfg: CorpusConfig, columns: int | None) -> pd.DataFrame:
+def _read_table(path: Path, fmt: str, cfg: CorpusConfig, columns: int | None, header: bool) -> pd.DataFrame:
     source = str(path)
     if fmt in ("csv", "tsv"):  # every column as the text it is: labels 1 and 1.0 stay apart until label_name
         kwargs = {"sep": "\t" if fmt == "tsv" else ",", "encoding": cfg.encoding}
+        if not header or cfg.columns:  # names by position ('0', '1', ...) or as `columns` gives them
+            kwargs |= {"header": 0 if header else None, "names": cfg.columns or [str(i) for i in range(columns or 0)]}
         if columns:  # (an archive is not checked: datasets unpacks it)
             kwargs["converters"] = dict.fromkeys(range(columns), str)
         if fmt == "tsv":
@@ -296,10 +174,7 @@ def _read_table(path: Path, fmt: str, cfg: CorpusConfig, columns: int | None) ->
         data = datasets.load_dataset("json", data_files=source, split="train", encoding=cfg.encoding)
     else:
         data = datasets.load_dataset("parquet", data_files=source, split="train")
-    frame = data.to_pandas()
-    text_col = _pick(list(frame.columns), cfg.text_column, "text", source)
-    label_col = _pick(list(frame.columns), cfg.label_column, "label", source)
-    return pd.DataFrame({"text": frame[text_col], "label": frame[label_col], "_row": range(1, len(frame) + 1)})
+    return pick_columns(data.to_pandas(), cfg, source, header=header and fmt in ("csv", "tsv") and not cfg.columns)
 
 
 def read_file(path: str | Path, cfg: CorpusConfig) -> pd.DataFrame:
@@ -307,24 +182,38 @@ def read_file(path: str | Path, cfg: CorpusConfig) -> pd.DataFrame:
 
     A text file is checked first, line by line (``decoded_lines``, ``_check_table``, ``_check_text``), so a
     bad byte, a binary file, a repeated header name, a short row or a line that is not a JSON object is
-    reported at its line; a parser's own error is wrapped with the file's name.
+    reported at its line; a parser's own error is wrapped with the file's name. Then ``drop_empty`` and
+    ``label_names`` apply (see ``finish_rows``; what was dropped is in the frame's ``attrs["dropped"]``).
+    A JSON document whose keys are splits gives a ``_split`` column too.
     """
     path = Path(path)
     if not path.exists():
         raise CorpusError(f"corpus file not found: {path}")
     fmt = _format_of(path, cfg.format)
     if fmt in LINE_FORMATS:
-        return _read_lines(path, fmt, cfg)
+        rows = _read_lines(path, fmt, cfg)
+    elif fmt == "json":
+        if _is_archive(path):
+            raise CorpusError(f"{path}: an archive (zip, tar, 7z...), not a JSON document; unpack it and give the file")
+        rows = read_json(path, cfg)
+    else:
+        rows = _read_columns(path, fmt, cfg)
+    return finish_rows(rows, cfg, str(path), "line" if fmt in LINE_FORMATS else "row")
+
+
+def _read_columns(path: Path, fmt: str, cfg: CorpusConfig) -> pd.DataFrame:
     columns, archive = None, _is_archive(path)
+    header = cfg.header if cfg.header is not None else not cfg.columns
     if fmt != "parquet" and not archive:
         lines = decoded_lines(path, cfg.encoding, _open_bytes)
         if fmt in ("csv", "tsv"):
-            columns = _check_table(path, fmt, lines)
-        else:  # jsonl (a .json file: one JSON document, read by datasets as it likes)
-            json_doc = any(s.lower() == ".json" for s in path.suffixes)
-            _check_text(path, lines, json_lines=not json_doc, json_doc=json_doc)
+            columns = _check_table(path, fmt, lines, header, None if header else cfg.columns)
+        else:  # jsonl
+            _check_text(path, lines, json_lines=True)
+    if not header and fmt in ("csv", "tsv") and archive and not cfg.columns:
+        raise CorpusError(f"{path}: an archive without a header line: name its columns with `columns: [...]`")
     try:
-        return _read_table(path, fmt, cfg, columns)
+        return _read_table(path, fmt, cfg, columns, header)
     except CorpusError:
         raise
     except Exception as exc:  # datasets/pandas/pyarrow parser errors: say which file, and where if we can
@@ -356,6 +245,7 @@ def _validate_rows(frame: pd.DataFrame, source: str, row_word: str) -> pd.DataFr
             raise CorpusError(
                 f"{source}, {row_word} {first}: empty or missing {column} "
                 f"({int(bad.sum())} such row(s)); every row needs a non-empty {column}"
+                + ("; to leave such rows out, set drop_empty: true" if column == "text" else "")
             )
     frame = frame.copy()
     frame["text"] = frame["text"].astype(str)
@@ -380,18 +270,33 @@ def _files_in(folder: Path) -> dict[str, list[Path]]:
     return {k: v for k, v in grouped.items() if v}
 
 
-def _read_split(paths: list[Path], cfg: CorpusConfig) -> tuple[pd.DataFrame, str]:
-    frames = []
-    for path in paths:
-        fmt = _format_of(path, cfg.format)
-        word = "line" if fmt in LINE_FORMATS else "row"
-        frame = _validate_rows(read_file(path, cfg), str(path), word)
-        frame["_source"] = f"{path}, {word}"
-        frames.append(frame)
-    return pd.concat(frames, ignore_index=True), ";".join(map(str, paths))
+def _read_splits(grouped: dict[str, list[Path]], cfg: CorpusConfig):
+    """split -> validated rows, split -> source files, and what ``drop_empty`` left out. A JSON document whose
+    keys are splits gives its rows to those splits (a split set by ``test_file``/``validation_file`` wins)."""
+    parts: dict[str, list[pd.DataFrame]] = {}
+    sources: dict[str, list[str]] = {}
+    dropped: Counter = Counter()
+    given = {name for name, file in (("test", cfg.test_file), ("validation", cfg.validation_file)) if file}
+    for split, paths in grouped.items():
+        for path in paths:
+            word = "line" if _format_of(path, cfg.format) in LINE_FORMATS else "row"
+            rows = read_file(path, cfg)
+            dropped.update(rows.attrs.get("dropped", {}))
+            inner = "_split" in rows.columns
+            for name, part in (rows.groupby("_split", sort=False) if inner else [(split, rows)]):
+                if inner and name in given and name != split:
+                    continue
+                where = f"{path} [{name}]" if inner else str(path)
+                frame = _validate_rows(part.drop(columns="_split", errors="ignore").reset_index(drop=True), where, word)
+                frame["_source"] = f"{where}, {word}"
+                parts.setdefault(name, []).append(frame)
+                sources.setdefault(name, []).append(str(path))
+    raw = {name: pd.concat(frames, ignore_index=True) for name, frames in parts.items()}
+    return raw, {name: ";".join(dict.fromkeys(files)) for name, files in sources.items()}, dict(dropped)
 
 
-def _from_frames(raw: dict[str, pd.DataFrame], sources: dict[str, str], cfg: CorpusConfig) -> Corpus:
+def _from_frames(raw: dict[str, pd.DataFrame], sources: dict[str, str], cfg: CorpusConfig,
+                 dropped: dict[str, int] | None = None) -> Corpus:
     train = raw["train"]
     labels = sorted(train["label"].unique())
     if len(labels) < 2:
@@ -405,10 +310,11 @@ def _from_frames(raw: dict[str, pd.DataFrame], sources: dict[str, str], cfg: Cor
             continue
         unknown = raw[split][~raw[split]["label"].isin(known)]
         if len(unknown):
-            first = unknown.iloc[0]
+            first, names = unknown.iloc[0], sorted(unknown["label"].unique())
             raise CorpusError(
                 f"{first['_source']} {first['_row']}: label {first['label']!r} appears in the {split} split "
-                f"but never in train ({len(unknown)} such row(s)); train labels are {labels}"
+                f"but never in train ({len(unknown)} such row(s); the {split} split's new label(s): {few(names)}); "
+                f"train labels are {few(labels, 10)}"
             )
     if cfg.max_rows and len(train) > cfg.max_rows:
         raw["train"] = train.sample(n=cfg.max_rows, random_state=cfg.seed)
@@ -421,7 +327,7 @@ def _from_frames(raw: dict[str, pd.DataFrame], sources: dict[str, str], cfg: Cor
 
     splits = {name: to_ds(frame) for name, frame in raw.items()}
     splits = _carve(splits, cfg, sources)
-    return Corpus(datasets.DatasetDict(splits), labels, sources)
+    return Corpus(datasets.DatasetDict(splits), labels, sources, dropped=dict(dropped or {}))
 
 
 def _stratified(data: datasets.Dataset, size: float, seed: int, what: str, source: str):
@@ -432,7 +338,7 @@ def _stratified(data: datasets.Dataset, size: float, seed: int, what: str, sourc
         rare = [data.features["label"].names[i] for i, n in counts.items() if n < 2]
         raise CorpusError(
             f"{source}: cannot make a stratified {what} split of {len(data)} rows "
-            f"(classes with fewer than 2 rows: {rare or 'none'}): {exc}"
+            f"(classes with fewer than 2 rows: {few(rare) if rare else 'none'}): {exc}"
         ) from None
 
 
@@ -461,17 +367,13 @@ def load_corpus(cfg: CorpusConfig | None = None, frame: pd.DataFrame | None = No
     if cfg is None:
         cfg = CorpusConfig(**({"path": "<DataFrame>"} | overrides))
     elif overrides:
-        cfg = cfg.model_copy(update=overrides)
+        cfg = CorpusConfig(**(cfg.model_dump(exclude_unset=True) | overrides))  # validated, as a preset would be
     raw: dict[str, pd.DataFrame] = {}
     sources: dict[str, str] = {}
+    dropped: dict[str, int] = {}
     if frame is not None:
-        text_col = _pick(list(frame.columns), cfg.text_column, "text", cfg.path)
-        label_col = _pick(list(frame.columns), cfg.label_column, "label", cfg.path)
-        twice = sorted({str(c) for c in frame.columns[frame.columns.duplicated()] if c in (text_col, label_col)})
-        if twice:
-            raise CorpusError(f"{cfg.path}: the frame has more than one column named {', '.join(twice)}")
-        data = pd.DataFrame({"text": frame[text_col].values, "label": frame[label_col].values,
-                             "_row": range(1, len(frame) + 1)})
+        data = finish_rows(pick_columns(frame, cfg, cfg.path), cfg, cfg.path, "row")
+        dropped = data.attrs["dropped"]
         raw["train"] = _validate_rows(data, cfg.path, "row")
         raw["train"]["_source"] = f"{cfg.path}, row"
         sources["train"] = cfg.path
@@ -486,9 +388,10 @@ def load_corpus(cfg: CorpusConfig | None = None, frame: pd.DataFrame | None = No
             grouped["test"] = [Path(cfg.test_file)]
         if "train" not in grouped:
             raise CorpusError(f"{path}: no training file (expected a file named train* or an unnamed data file)")
-        for split, paths in grouped.items():
-            raw[split], sources[split] = _read_split(paths, cfg)
-    return _from_frames(raw, sources, cfg)
+        raw, sources, dropped = _read_splits(grouped, cfg)
+        if "train" not in raw:
+            raise CorpusError(f"{path}: no train split (the file gives {', '.join(sorted(raw))})")
+    return _from_frames(raw, sources, cfg, dropped)
 
 
 def corpus_fingerprint(cfg: CorpusConfig) -> str:

@@ -50,7 +50,8 @@ from pathlib import Path
 import pandas as pd
 
 from lowlm.config import CorpusConfig
-from lowlm.data.corpus import (DATA_SUFFIXES, CorpusError, _format_of, _validate_rows, content_digest, load_corpus,
+from lowlm.data.textfiles import few
+from lowlm.data.corpus import (DATA_SUFFIXES, LINE_FORMATS, CorpusError, _format_of, _validate_rows, content_digest, load_corpus,
                                read_file)
 
 ACCEPTED, REJECTED = "accepted", "rejected"
@@ -77,9 +78,6 @@ def _key(text: str) -> str:
 def _is_data(path: Path) -> bool:
     return (path.is_file() and not path.name.startswith(".")
             and any(s.lower() in DATA_SUFFIXES for s in path.suffixes))
-
-
-LINE_FORMATS = ("tab_lines", "colon_lines", "trec")
 
 
 def _for_file(cfg: CorpusConfig, path: Path, encoding: str | None = None) -> CorpusConfig:
@@ -115,12 +113,12 @@ def check_labels(rows: pd.DataFrame, known, source: str, allow_new: bool) -> lis
     new = sorted(str(label) for label in counts.index if label not in set(known))
     if new and not allow_new:
         raise CorpusError(
-            f"{source}: label(s) {new} are not among the corpus's labels {sorted(known)} "
+            f"{source}: label(s) {few(new)} are not among the corpus's labels {few(sorted(known))} "
             f"({int(counts[new].sum())} row(s)); correct them, or admit new labels with `lowlm data add "
             f"--allow-new-labels` (or corpus.allow_new_labels: true)")
-    few = [label for label in new if counts[label] < MIN_NEW_LABEL_ROWS]
-    if few:
-        raise CorpusError(f"{source}: new label(s) {few} have fewer than {MIN_NEW_LABEL_ROWS} rows; a new label "
+    scarce = [label for label in new if counts[label] < MIN_NEW_LABEL_ROWS]
+    if scarce:
+        raise CorpusError(f"{source}: new label(s) {few(scarce)} have fewer than {MIN_NEW_LABEL_ROWS} rows; a new label "
                           f"needs rows for train, validation and test")
     return new
 
@@ -289,10 +287,13 @@ def _hold_out_new_labels(train: pd.DataFrame, held: dict[str, pd.DataFrame], kno
     if new.empty:
         return {"train": train, **held}
     moved = {"test": [], "validation": []}
+    total = len(train[train["label"].isin(known)]) + sum(len(f) for f in held.values())
+    # each held-out split's share of the base corpus (test_size / validation_size may be counts)
+    shares = {split: len(held[split]) / max(1, total) for split in ("test", "validation")}
     for _, rows in new.groupby("label", sort=True):
         order = sorted(rows.index, key=lambda i: hashlib.sha256(_key(rows.at[i, "text"]).encode()).hexdigest())
-        n_test = max(1, round(cfg.test_size * len(order)))
-        n_val = max(1, round(cfg.validation_size * len(order)))
+        n_test = max(1, round(shares["test"] * len(order)))
+        n_val = max(1, round(shares["validation"] * len(order)))
         moved["test"] += order[:n_test]
         moved["validation"] += order[n_test:n_test + n_val]
     out = {"train": train.drop(index=moved["test"] + moved["validation"]).reset_index(drop=True)}
@@ -321,6 +322,8 @@ def _merged_config(cfg: CorpusConfig, folder: Path) -> CorpusConfig:
     return cfg.model_copy(update={
         "path": str(folder), "format": "csv", "text_column": "text", "label_column": "label", "encoding": "utf-8",
         "validation_file": None, "test_file": None, "max_rows": None,
+        # the merged CSVs have a header, one text column and label names already: none of the base's layout
+        "header": None, "columns": None, "sep": None, "join_columns": None, "label_names": None, "drop_empty": False,
     })
 
 

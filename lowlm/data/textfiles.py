@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import bz2
 import codecs
+import csv
 import gzip
 import io
 import json
@@ -180,3 +181,94 @@ def is_unicode(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+def few(values, n: int = 5) -> str:
+    """A list for a message: at most ``n`` values, then how many there are in all.
+
+    >>> few(["a", "b"]), few(range(9), 3)
+    ("['a', 'b']", '[0, 1, 2, ... (9 in all)]')
+    """
+    values = list(values)
+    if len(values) <= n:
+        return repr(values)
+    return f"[{', '.join(map(repr, values[:n]))}, ... ({len(values)} in all)]"
+
+
+def _check_text(path: Path, lines, json_lines: bool = False, json_doc: bool = False) -> None:
+    """Every line decodes (see ``decoded_lines``) and some line is not blank. ``json_lines``: every line
+    that is not blank is one JSON object (see ``json_object``). ``json_doc``: a JSON document that is not
+    ``null`` (pyarrow 25's JSON reader crashes the process on a document that starts with null)."""
+    seen = blank = 0
+    for lineno, text in lines:
+        text = text.lstrip("\ufeff") if lineno == 1 else text
+        seen, blank = seen + 1, blank + (not text.strip())
+        if (json_lines or json_doc) and seen == blank + 1 and text.strip().startswith("null"):  # the first content
+            raise CorpusError(f"{path}, line {lineno}: expected a JSON object, got null")
+        if json_lines and text.strip():
+            record = json_object(text, f"{path}, line {lineno}")
+            if not is_unicode(json.dumps(record, ensure_ascii=False)):
+                raise CorpusError(f"{path}, line {lineno}: an unpaired surrogate escape (such as \\ud800) "
+                                  f"is not Unicode text")
+    if seen == 0:
+        raise CorpusError(f"{path}: the file is empty (0 bytes)")
+    if seen == blank:
+        raise CorpusError(f"{path}: the file holds only blank lines; expected rows")
+
+
+def _check_table(path: Path, fmt: str, lines, header: bool = True, names: list[str] | None = None) -> int:
+    """CSV/TSV layout, read from the raw lines: a header of distinct names (none when not ``header``), then
+    records of as many fields (pandas would rename or drop a repeated name, pad a short record, take an extra
+    field as the index), or of as many as ``names``. Blank lines are skipped, as pandas skips them. Returns the
+    number of columns."""
+    sep, word = ("\t", "tab") if fmt == "tsv" else (",", "comma")
+    csv.field_size_limit(max(csv.field_size_limit(), (1 << 31) - 1))
+    raw: list[str] = []
+
+    def feed():
+        for _, text in lines:
+            raw.append(text)
+            yield text
+
+    reader = csv.reader(feed(), delimiter=sep, quoting=csv.QUOTE_NONE if fmt == "tsv" else csv.QUOTE_MINIMAL)
+    blank = " \r\n" if fmt == "tsv" else " \t\r\n"
+    headed = header
+    header, header_line, rows, start, last = (None if headed else names), 0, 0, 1, (0, [])
+    like = "as in the header" if headed else "as `columns` names" if names else "as in the first row"
+    while True:
+        try:
+            record = next(reader, None)
+        except csv.Error as exc:
+            raise CorpusError(f"{path}, line {start}: {exc}") from exc
+        if record is None:
+            break
+        text, last, raw[:] = "".join(raw), (start, list(raw)), []
+        if not text.strip(blank):
+            pass
+        elif header is None and not headed:  # no header line, no names: the first row sets the width
+            header, rows = record, 1
+        elif header is None:
+            header, header_line = [record[0].lstrip("\ufeff")] + record[1:], start
+            twice = sorted(name for name, n in Counter(header).items() if n > 1 and name)
+            if twice:
+                raise CorpusError(f"{path}, line {start}: the header names the column(s) {', '.join(map(repr, twice))} "
+                                  f"more than once; give each column its own name (a reader renames or drops repeats)")
+        elif len(record) != len(header):
+            hint = f"; a field that holds a {word} must be in double quotes" if len(record) > len(header) and fmt == "csv" else ""
+            raise CorpusError(f"{path}, line {start} (row {rows + 1}): expected {len(header)} {word}-separated fields, "
+                              f"{like}, got {len(record)}{hint}")
+        else:
+            rows += 1
+        start = reader.line_num + 1
+    if fmt == "csv" and last[1]:  # pandas refuses a quote still open at the end of the file
+        try:
+            list(csv.reader(last[1], strict=True))
+        except csv.Error as exc:
+            if "unexpected end of data" in str(exc):
+                raise CorpusError(f"{path}, line {last[0]}: a quoted field starts on this line and is never closed") from None
+    if header is None or not (headed or rows):
+        raise CorpusError(f"{path}: the file is empty (0 bytes)" if start == 1 else
+                          f"{path}: the file holds only blank lines; expected {'a header line and ' * headed}rows")
+    if not rows:
+        raise CorpusError(f"{path}: the corpus is empty (no rows after the header on line {header_line})")
+    return len(header)
