@@ -13,4 +13,5 @@ def headline(task: str, m: dict) -> str:
     if task == "seq2seq":
         return (f"test BLEU {m['test_bleu']:.2f} (greedy {m['test_bleu_greedy']:.2f})   chrF {m['test_chrf']:.2f}   "
                 f"ROUGE-L {m['test_rougeL']:.2f}")
-    return f"test accuracy {m['test_accuracy']:.4f}   macro-F1 {m['test_macro_f1']:.4f}"
+    baseline = f" (majority baseline {m['test_majority_baseline']:.4f})" if "test_majority_baseline" in m else ""
+    return f"test accuracy {m['test_accuracy']:.4f}{baseline}   macro-F1 {m['test_macro_f1']:.4f}"

@@ -29,9 +29,9 @@ def evaluate(corpus: dict, trained: dict, tracking: Tracking) -> dict:
         probs = classifier.predict_proba(test["text"].tolist())
         y_pred = probs.argmax(dim=1).tolist()
         report = classification_report(y_true, y_pred, labels)
-        baseline = majority_baseline(encode_labels(train["label"], labels), y_true)
-        metrics = {"test_accuracy": report["accuracy"], "test_macro_f1": report["macro_f1"],
-                   "majority_baseline_accuracy": baseline}
+        baseline = majority_baseline(encode_labels(train["label"], labels, corpus["splits"]["train"]), y_true)
+        metrics = {"test_accuracy": report["accuracy"], "test_majority_baseline": baseline,
+                   "test_macro_f1": report["macro_f1"]}
         mlflow.log_metrics(metrics)
         per_class = pd.DataFrame(report["per_class"]).T.rename_axis("label").reset_index()
         log_table(per_class, "per_class.json")

@@ -28,7 +28,7 @@ def fewshot(target: dict, trained: dict, config: FewShotConfig, work_dir: str, t
                           encode_labels(test["label"], labels), labels, k=config.k, epochs=config.epochs,
                           lr=config.lr, seed=config.seed)
         metrics = {"fewshot_accuracy": result.report["accuracy"], "fewshot_macro_f1": result.report["macro_f1"],
-                   "fewshot_majority_accuracy": result.majority_accuracy, "shots": result.shots}
+                   "fewshot_majority_baseline": result.majority_baseline, "shots": result.shots}
         mlflow.log_metrics(metrics)
         log_figure(confusion_matrix_figure(result.report["confusion_matrix"], labels, "Few-shot confusion matrix"),
                    "plots/fewshot_confusion_matrix.png")

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 
 import mlflow
 import pandas as pd
-from prefect import task
+from prefect import get_run_logger, task
+from prefect.exceptions import MissingContextError
 
 from lowlm.config import PairTokenizerConfig, TokenizerConfig
-from lowlm.text.tokenizer import Tokenizer
+from lowlm.text.tokenizer import Tokenizer, unknown_rate_warning
 from tasks._cache import STAGE_OPTIONS
 from tasks._stage import Tracking, digest_of, log_table, output_dir, stage_run
 
@@ -25,10 +27,32 @@ def tokenize(corpus: dict, config: TokenizerConfig, work_dir: str, tracking: Tra
         stats = tok.stats(train["text"].tolist())
         stats["unk_rate_train"] = stats.pop("unk_rate")
         mlflow.log_metrics(stats)
+        validation = pd.read_parquet(corpus["splits"]["validation"])["text"].tolist()
+        check_unknown_rate(tok, validation, "validation_unk_rate", "warning.unk_rate", "tokenizer.kind")
         sample = train.head(20).assign(tokens=[" ".join(tok.backend.encode(t).tokens) for t in train["text"].head(20)])
         log_table(sample, "tokenized_sample.json")
         return {"path": str(path), "digest": hashlib.sha256(path.read_bytes()).hexdigest()[:16],
                 "vocab_size": tok.vocab_size}
+
+
+def check_unknown_rate(tok: Tokenizer, texts: list[str], metric: str, tag: str, setting: str) -> str | None:
+    """Log the share of ``[UNK]`` among the tokens of ``texts`` as ``metric``; when it is high, warn
+    (Prefect log and the MLflow tag ``tag``) with what to change. Returns the warning, if any."""
+    rate = tok.stats(texts)["unk_rate"]
+    mlflow.log_metric(metric, rate)
+    message = unknown_rate_warning(rate, tok.kind, setting)
+    if message:
+        _logger().warning(message)
+        mlflow.set_tag(tag, message)
+    return message
+
+
+def _logger():
+    """The Prefect run's logger; a plain one when the stage's function runs outside Prefect."""
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logging.getLogger("lowlm.tokenize")
 
 
 def _train_tokenizer(texts, config: TokenizerConfig) -> Tokenizer:
@@ -45,6 +69,7 @@ def tokenize_pairs(corpus: dict, config: PairTokenizerConfig, work_dir: str, tra
                            **{f"tokenizer.target.{k}": v for k, v in config.target.model_dump().items()}})
         train = pd.read_parquet(corpus["splits"]["train"])
         sources, targets = train["source"].tolist(), train["target"].tolist()
+        validation = pd.read_parquet(corpus["splits"]["validation"])
         folder = output_dir(work_dir, "tokenize-pairs", digest_of(config, corpus["digests"]["train"]))
         if config.joint:
             source = _train_tokenizer(sources + targets, config.source)
@@ -58,6 +83,9 @@ def tokenize_pairs(corpus: dict, config: PairTokenizerConfig, work_dir: str, tra
             mlflow.log_artifact(str(paths[side]))
             stats = tok.stats(sources if side == "source" else targets)
             mlflow.log_metrics({f"{side}_{k}": v for k, v in stats.items()})
+            setting = "tokenizer.source.kind" if config.joint else f"tokenizer.{side}.kind"
+            check_unknown_rate(tok, validation[side].tolist(), f"{side}_validation_unk_rate",
+                               f"warning.{side}_unk_rate", setting)
         digest = hashlib.sha256(paths["source"].read_bytes() + paths["target"].read_bytes()).hexdigest()[:16]
         return {"source": str(paths["source"]), "target": str(paths["target"]), "digest": digest,
                 "joint": config.joint}

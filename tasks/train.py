@@ -8,6 +8,7 @@ from prefect import task
 
 from lowlm.data.corpus import encode_labels
 from lowlm.config import ClassifierConfig, Seq2SeqModelConfig, Seq2SeqTrainConfig, TrainConfig
+from lowlm.evaluation.metrics import majority_baseline
 from lowlm.evaluation.plots import curves_figure, seq2seq_curves_figure
 from lowlm.inference.classifier import TextClassifier
 from lowlm.inference.translator import Translator
@@ -72,6 +73,9 @@ def train(corpus: dict, augmented: dict, tokenizer: dict, model: ClassifierConfi
                                   callbacks=[log_epochs, *saves], resume=start)
         mlflow.log_metrics({"best_epoch": result.best_epoch, f"best_val_{config.metric}": result.best_metric,
                             "train_seconds": result.seconds, "stopped_early": int(result.stopped_early)})
+        train_labels = encode_labels(pd.read_parquet(corpus["splits"]["train"])["label"], labels,
+                                     corpus["splits"]["train"])  # the corpus's own train split, as evaluate does
+        mlflow.log_metric("validation_majority_baseline", majority_baseline(train_labels, val_batches.labels.tolist()))
         log_figure(curves_figure(result.history, title=f"{model.kind} training"), "plots/training_curves.png")
         classifier = TextClassifier(net, tok, labels)
         folder = classifier.save(out / "classifier")

@@ -45,4 +45,4 @@ def test_fewshot_head_beats_the_majority_where_the_encoder_knows_the_task(traine
     result = fit_head(base, texts, labels, held_out["test"]["text"], held_out["test"]["label"], corpus.labels,
                       k=4, epochs=100, lr=1e-2)
     assert result.shots == 4 * len(corpus.labels)
-    assert result.report["accuracy"] > result.majority_accuracy + 0.3, (result.report, result.majority_accuracy)
+    assert result.report["accuracy"] > result.majority_baseline + 0.3, (result.report, result.majority_baseline)

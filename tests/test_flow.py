@@ -73,6 +73,11 @@ def test_first_run_tracks_every_stage_and_registers_a_champion(first_run, config
     assert inputs["ingest-train"].source and "intents.csv" in inputs["ingest-train"].source
 
     assert stages["train"].data.metrics["best_val_accuracy"] > 0.5
+    # baselines beside every accuracy: the most frequent training label's share of the split
+    evaluated, trained = stages["evaluate"].data.metrics, stages["train"].data.metrics
+    assert 0 < evaluated["test_majority_baseline"] < evaluated["test_accuracy"]
+    assert 0 < trained["validation_majority_baseline"] < trained["best_val_accuracy"]
+    assert 0 <= stages["tokenize"].data.metrics["validation_unk_rate"] < 0.5
     history = client.get_metric_history(stages["train"].info.run_id, "val_accuracy")
     assert [m.step for m in history] == list(range(1, len(history) + 1))
     artifacts = {f.path for f in client.list_artifacts(stages["evaluate"].info.run_id, "plots")}

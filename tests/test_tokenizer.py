@@ -60,3 +60,34 @@ def test_batch_encoding_matches_single_and_truncates():
     assert batch == [tok.encode(t) for t in TEXTS]
     assert all(len(ids) <= 4 for ids in batch)
     assert PAD_ID not in sum(batch, [])
+
+
+# Chinese has no spaces: a word vocabulary sees each clause as one "word", unseen in validation
+CHINESE_TRAIN = ["我爱你", "你好吗", "我很好，谢谢", "今天天气很好", "我们去公园吧"]
+CHINESE_VALIDATION = ["我爱你们", "今天很好", "我们去学校吧"]
+
+
+def test_word_tokenizer_on_chinese_has_a_high_unknown_rate_and_char_a_low_one():
+    word = Tokenizer.train(CHINESE_TRAIN, kind="word")
+    char = Tokenizer.train(CHINESE_TRAIN, kind="char")
+    # word: each validation sentence is one token, none seen in training -> 3 of 3 unknown
+    assert word.stats(CHINESE_VALIDATION)["unk_rate"] == 1.0
+    # char: 4 + 4 + 6 = 14 characters, of which only 学 and 校 were never seen -> 2 unknown
+    assert char.stats(CHINESE_VALIDATION)["unk_rate"] == pytest.approx(2 / 14)
+    assert char.stats(["我爱你", "今天很好"])["unk_rate"] == 0.0
+
+
+def test_unknown_rate_warning_names_the_fix():
+    from lowlm.text.tokenizer import unknown_rate_warning
+
+    word = Tokenizer.train(CHINESE_TRAIN, kind="word")
+    message = unknown_rate_warning(word.stats(CHINESE_VALIDATION)["unk_rate"], word.kind)
+    assert message == ("100.0% of validation tokens are unknown to the word tokenizer; set tokenizer.kind: char "
+                       "(or bpe) for text without spaces (Chinese, Japanese) or with many rare words")
+    assert unknown_rate_warning(0.10, "word") is None  # the threshold itself is not "above 10%"
+    assert unknown_rate_warning(0.101, "word").startswith("10.1% of validation tokens")
+    assert unknown_rate_warning(0.05, "char") is None
+    # a char or BPE vocabulary is told to widen its vocabulary, not to switch to itself
+    char_message = unknown_rate_warning(0.286, "char", setting="tokenizer.target.kind")
+    assert char_message.startswith("28.6% of validation tokens are unknown to the char tokenizer")
+    assert "tokenizer.target.min_frequency" in char_message and "kind: char" not in char_message

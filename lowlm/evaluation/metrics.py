@@ -7,7 +7,8 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections import Counter
+from typing import Hashable, Sequence
 
 import numpy as np
 
@@ -59,10 +60,25 @@ def classification_report(y_true: Sequence[int], y_pred: Sequence[int], labels: 
     }
 
 
-def majority_baseline(train_labels: Sequence[int], test_labels: Sequence[int]) -> float:
-    """Accuracy of always predicting the most frequent training label."""
-    majority = np.bincount(np.asarray(train_labels)).argmax()
-    return accuracy(test_labels, [majority] * len(test_labels))
+def majority_baseline(train_labels: Sequence[Hashable], test_labels: Sequence[Hashable]) -> float:
+    """Accuracy on ``test_labels`` of always predicting the most frequent label of ``train_labels``.
+
+    The one rule every stage reports beside its accuracy. A tie for most frequent goes to the
+    smallest label (label order: ``sorted``), so a balanced training set gives its first label.
+    0.0 for an empty test set, as ``accuracy`` gives.
+
+    >>> majority_baseline([0, 1, 1, 2], [1, 1, 0, 2])  # predicts 1 everywhere
+    0.5
+    >>> majority_baseline([2, 0, 2, 0], [0, 2, 2, 2])  # a tie: 0 and 2 twice each, so 0
+    0.25
+    """
+    counts = Counter(train_labels)
+    if not counts:
+        raise ValueError("majority_baseline needs at least one training label")
+    top = max(counts.values())
+    majority = min(label for label, n in counts.items() if n == top)
+    hits = sum(bool(label == majority) for label in test_labels)
+    return hits / len(test_labels) if len(test_labels) else 0.0
 
 
 # ----------------------------------------------------------------------------- generated text

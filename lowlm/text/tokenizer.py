@@ -71,6 +71,33 @@ def detokenize(text: str) -> str:
     return _NO_SPACE_AFTER.sub(r"\1", text)
 
 
+UNK_WARNING_RATE = 0.10  # above this share of unknown validation tokens, the tokenize stage warns
+
+
+def unknown_rate_warning(rate: float, kind: Kind, setting: str = "tokenizer.kind",
+                         threshold: float = UNK_WARNING_RATE) -> str | None:
+    """What to tell the user when more than ``threshold`` of the validation tokens are ``[UNK]``; else None.
+
+    ``rate`` is ``Tokenizer.stats(validation_texts)["unk_rate"]``; ``setting`` names the config field
+    to change. A word vocabulary fails on text without spaces (each unseen run of Chinese characters
+    is one unknown "word"); a char or BPE one only on characters the training split lacks.
+
+    >>> unknown_rate_warning(0.05, "word") is None
+    True
+    >>> unknown_rate_warning(0.224, "word")
+    '22.4% of validation tokens are unknown to the word tokenizer; set tokenizer.kind: char (or bpe) for text without spaces (Chinese, Japanese) or with many rare words'
+    """
+    if rate <= threshold:
+        return None
+    head = f"{rate:.1%} of validation tokens are unknown to the {kind} tokenizer; "
+    if kind == "word":
+        return head + (f"set {setting}: char (or bpe) for text without spaces (Chinese, Japanese) "
+                       "or with many rare words")
+    prefix = setting.rsplit(".", 1)[0]
+    return head + (f"the training split lacks characters the validation text uses: lower {prefix}.min_frequency "
+                   f"or raise {prefix}.vocab_size, or train on more text")
+
+
 class Tokenizer:
     """A trained vocabulary plus the rules to split text into its ids."""
 

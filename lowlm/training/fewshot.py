@@ -53,7 +53,7 @@ def encode_features(classifier: TextClassifier, texts: Sequence[str], batch_size
 class FewShotResult:
     classifier: TextClassifier
     report: dict  # classification_report on the evaluation texts
-    majority_accuracy: float
+    majority_baseline: float  # accuracy on the evaluation texts of always predicting train_labels' commonest label
     shots: int
 
 
@@ -63,6 +63,11 @@ def fit_head(base: TextClassifier, train_texts: Sequence[str], train_labels: Seq
     """Fine-tune a new head on ``k`` examples per class of ``train_*``; evaluate on ``eval_*``.
 
     Full-batch AdamW steps (one epoch = one step on the k-shot set), constant rate, no clipping.
+
+    The majority baseline takes the most frequent label of all of ``train_labels``, not of the k-shot
+    sample: the sample is balanced by construction, so its "most frequent" label would be the
+    tie-break's pick (the smallest label) and the baseline the share of label 0 in the evaluation
+    texts. The full training split is the label distribution a user of this corpus knows.
     """
     shots = sample_k_per_class(train_labels, k, seed)
     x = encode_features(base, [train_texts[i] for i in shots])
@@ -78,4 +83,4 @@ def fit_head(base: TextClassifier, train_texts: Sequence[str], train_labels: Seq
     tuned = TextClassifier(model.eval(), base.tokenizer, label_names)
     pred = tuned.predict_proba(list(eval_texts)).argmax(dim=1).tolist()
     report = classification_report(list(eval_labels), pred, label_names)
-    return FewShotResult(tuned, report, majority_baseline([train_labels[i] for i in shots], eval_labels), len(shots))
+    return FewShotResult(tuned, report, majority_baseline(train_labels, eval_labels), len(shots))
