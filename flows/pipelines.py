@@ -11,7 +11,8 @@ FLOWS = {"classification": classification, "seq2seq": seq2seq}
 def headline(task: str, m: dict) -> str:
     """One line of the run's test metrics for a terminal."""
     if task == "seq2seq":
-        return (f"test BLEU {m['test_bleu']:.2f} (greedy {m['test_bleu_greedy']:.2f})   chrF {m['test_chrf']:.2f}   "
-                f"ROUGE-L {m['test_rougeL']:.2f}")
+        beam = f", beam {m['test_bleu_beam']:.2f}" if "test_bleu_beam" in m else ""
+        return (f"test BLEU {m['test_bleu']:.2f} (decoding chosen on validation; greedy {m['test_bleu_greedy']:.2f}"
+                f"{beam})   chrF {m['test_chrf']:.2f}   ROUGE-L {m['test_rougeL']:.2f}")
     baseline = f" (majority baseline {m['test_majority_baseline']:.4f})" if "test_majority_baseline" in m else ""
     return f"test accuracy {m['test_accuracy']:.4f}{baseline}   macro-F1 {m['test_macro_f1']:.4f}"

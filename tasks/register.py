@@ -180,11 +180,12 @@ def _compare_and_set(client: MlflowClient, name: str, version: str, outcome: dic
     return outcome
 
 
-def _log_model(model_dir: str, sample: list[str]):
-    """``log_pyfunc`` in the active run; if it fails (a full disk, say), the half-written logged model's
-    files are removed from a local artifact store, and the cause is raised."""
+def _log_model(model_dir: str, sample: list[str], decoding: dict | None = None):
+    """``log_pyfunc`` in the active run (``decoding``: the serving defaults chosen on validation); if it
+    fails (a full disk, say), the half-written logged model's files are removed from a local artifact
+    store, and the cause is raised."""
     try:
-        return log_pyfunc(model_dir, input_example=sample)
+        return log_pyfunc(model_dir, input_example=sample, param_defaults=decoding)
     except BaseException:
         _remove_partial_models(mlflow.active_run().info.run_id)
         raise
@@ -223,7 +224,7 @@ def register(corpus: dict, trained: dict, evaluation: dict, task: str, model_nam
         ours = evaluation["metrics"][f"test_{metric}"]
         test = pd.read_parquet(corpus["splits"]["test"])
         sample = test["source" if task == "seq2seq" else "text"].head(3).tolist()
-        info = _log_model(trained["model_dir"], sample)
+        info = _log_model(trained["model_dir"], sample, evaluation.get("decoding"))
         version = None
         try:
             version = mlflow.register_model(info.model_uri, model_name)

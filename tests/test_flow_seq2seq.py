@@ -96,3 +96,26 @@ def test_retraining_a_seq2seq_model_on_new_pairs(prefect_harness, tmp_path, caps
     out = capsys.readouterr().out
     assert out.startswith("skipped: ") and ("already trained on this data" in out or "data unchanged" in out), out
     assert "0 new row(s)" in out
+
+
+def test_the_decoding_is_chosen_on_validation_and_used_for_test_the_gate_and_serving(first_run, tracking_uri):
+    from lowlm.evaluation.decoding import candidates
+
+    client = MlflowClient(tracking_uri)
+    evaluate = stage_runs(client, first_run["mlflow_run_id"])["evaluate"]
+    params, metrics = evaluate.data.params, evaluate.data.metrics
+    tried = {k: v for k, v in metrics.items() if k.startswith("val_bleu_")}
+    assert len(tried) == len(candidates(5, [0.6, 1.0, 1.4]))  # greedy + the beam with 3 length penalties
+    best = max(tried.values())
+    chosen = ("greedy" if params["decode.chosen_beam_size"] == "1"
+              else f"beam{params['decode.chosen_beam_size']}_lp{float(params['decode.chosen_length_penalty']):g}")
+    assert tried[f"val_bleu_{chosen.replace('.', '_')}"] == best
+    if chosen == "greedy":
+        assert metrics["test_bleu"] == metrics["test_bleu_greedy"]
+    version = client.get_model_version("s2s-test", first_run["model"]["version"])
+    assert float(version.tags["test_bleu"]) == pytest.approx(metrics["test_bleu"], abs=1e-5)  # what the gate saw
+    mlflow.set_tracking_uri(tracking_uri)
+    served = mlflow.pyfunc.load_model("models:/s2s-test@champion").metadata.get_params_schema()
+    defaults = {p.name: p.default for p in served.params}
+    assert defaults["beam_size"] == int(params["decode.chosen_beam_size"])
+    assert defaults["length_penalty"] == pytest.approx(float(params["decode.chosen_length_penalty"]))

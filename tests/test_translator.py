@@ -102,4 +102,4 @@ def test_registered_pyfunc_generates_text_with_decoding_params(trained, tmp_path
     assert out["generated"].tolist() == translator.translate(texts, beam_size=3, max_length=10)
     short = model.predict(pd.DataFrame({"text": texts}), params={"beam_size": 1, "max_length": 1})["generated"].tolist()
     assert all(len(s.split()) <= 1 for s in short)
-    assert {p.name for p in model.metadata.signature.params.params} == {"beam_size", "max_length"}
+    assert {p.name for p in model.metadata.signature.params.params} == {"beam_size", "max_length", "length_penalty"}

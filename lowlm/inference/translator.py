@@ -34,7 +34,7 @@ def cut_at_eos(ids: Sequence[int]) -> list[int]:
 class Translator(Bundle):
     kind = "translator"
     tokenizer_files = {"source_tokenizer.json": "source", "target_tokenizer.json": "target"}
-    serve_params = {"beam_size": 5, "max_length": 80}
+    serve_params = {"beam_size": 5, "max_length": 80, "length_penalty": 1.0}
 
     def __init__(self, model: Seq2Seq, source: Tokenizer, target: Tokenizer):
         self.model = model
@@ -93,4 +93,5 @@ class Translator(Bundle):
     def serve(self, texts: list[str], params: dict) -> dict[str, list]:
         params = {**self.serve_params, **(params or {})}
         return {"generated": self.translate(texts, beam_size=int(params["beam_size"]),
-                                            max_length=int(params["max_length"]))}
+                                            max_length=int(params["max_length"]),
+                                            length_penalty=float(params["length_penalty"]))}

@@ -157,7 +157,7 @@ class LowlmPyfunc(PythonModel):
 
 
 def log_pyfunc(folder: str | Path, name: str = "model", input_example: list[str] | None = None,
-               registered_model_name: str | None = None):
+               registered_model_name: str | None = None, param_defaults: dict | None = None):
     """Log a bundle folder (any kind ``load_bundle`` knows) as a pyfunc model.
 
     Returns MLflow's ``ModelInfo``. The input signature is one named string column, ``text``; the
@@ -168,8 +168,13 @@ def log_pyfunc(folder: str | Path, name: str = "model", input_example: list[str]
     folder = Path(folder)
     wrapper = LowlmPyfunc()
     wrapper.bundle = load_bundle(folder)
-    defaults = wrapper.bundle.serve_params
-    params = ParamSchema([ParamSpec(k, DataType.long, v) for k, v in defaults.items()]) if defaults else None
+    # the kind's inference parameters; ``param_defaults`` (e.g. the decoding chosen on validation) override
+    # their defaults, so what is served by default is what was evaluated
+    defaults = {**wrapper.bundle.serve_params, **{k: v for k, v in (param_defaults or {}).items()
+                                                  if k in wrapper.bundle.serve_params}}
+    params = ParamSchema([ParamSpec(k, DataType.double if isinstance(v, float) else DataType.long,
+                                    type(wrapper.bundle.serve_params[k])(v)) for k, v in defaults.items()]) \
+        if defaults else None
     # a frame, not a list: MLflow validates the example against the named signature, and a list
     # becomes a frame whose one column is called 0
     example = pd.DataFrame({TEXT_COLUMN: list(input_example or ["an example sentence"])})
