@@ -49,7 +49,7 @@ def classification(config: PipelineConfig, resume: bool = False) -> dict:
         vocab = work(tokenize)(corpus, config.tokenizer, work.path, tracking)
         train_split = work(augment)(corpus, config.augment, work.path, tracking)
         trained = work(train)(corpus, train_split, vocab, config.model, config.train, work.path, tracking,
-                              resume=resume)
+                              resume=resume, calibration=config.calibration)
         attack = work(adversarial)(corpus, trained, config.attack, tracking)
         transfer = None
         if target is not None:

@@ -22,6 +22,7 @@ def adversarial(corpus: dict, trained: dict, config: AttackConfig, tracking: Tra
         mlflow.log_params({f"attack.{k}": v for k, v in config.model_dump().items()})
         classifier = TextClassifier.load(trained["model_dir"])
         test = pd.read_parquet(corpus["splits"]["test"])
+        test = test[test["label"].isin(corpus["labels"])]  # out-of-scope rows have no label to attack
         result = char_noise_attack(classifier, test["text"].tolist(), encode_labels(test["label"], corpus["labels"]),
                                    config.methods, max_examples=config.max_examples, tries=config.tries,
                                    seed=config.seed)

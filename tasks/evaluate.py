@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import mlflow
 import pandas as pd
+import torch
 from prefect import task
 
 from lowlm.config import DecodeConfig
-from lowlm.data.corpus import encode_labels
+from lowlm.config.data import OUT_OF_SCOPE
+from lowlm.data.corpus import encode_labels, encode_scoped
+from lowlm.evaluation.calibration import expected_calibration_error
+from lowlm.evaluation.decoding import Decoding, candidates, choose_decoding
 from lowlm.evaluation.metrics import bleu, chrf, classification_report, majority_baseline, rouge
 from lowlm.evaluation.plots import attention_figure, attention_matrix_figure, confusion_matrix_figure
 from lowlm.inference.classifier import TextClassifier
@@ -18,6 +22,10 @@ from tasks._stage import Tracking, log_dataset, log_figure, log_json, log_table,
 
 @task(name="evaluate", **STAGE_OPTIONS)
 def evaluate(corpus: dict, trained: dict, tracking: Tracking) -> dict:
+    """Test metrics of the calibrated model; ``test_ece`` on the in-scope rows. A test split with
+    out-of-scope rows is scored over ``labels + [out_of_scope]``, a rejected row predicted ``out_of_scope``
+    (so ``test_accuracy`` counts a rejected out-of-scope row as right), with ``test_in_scope_accuracy`` and
+    ``test_oos_recall`` beside it; without such rows ``test_accuracy`` is the plain argmax accuracy."""
     with stage_run(tracking, "evaluate"):
         classifier = TextClassifier.load(trained["model_dir"])
         labels = corpus["labels"]
@@ -25,13 +33,25 @@ def evaluate(corpus: dict, trained: dict, tracking: Tracking) -> dict:
         train = pd.read_parquet(corpus["splits"]["train"])
         log_dataset(test, name="test", digest=corpus["digests"]["test"], source=corpus["sources"]["test"],
                     context="test")
-        y_true = encode_labels(test["label"], labels, corpus["splits"]["test"])
+        y_true = encode_scoped(test["label"], labels, corpus["splits"]["test"])  # -1: out of scope
         probs = classifier.predict_proba(test["text"].tolist())
         y_pred = probs.argmax(dim=1).tolist()
+        in_scope = [y >= 0 for y in y_true]
+        ece = expected_calibration_error(probs[in_scope], torch.tensor([y for y in y_true if y >= 0]))
+        scope = {}
+        if not all(in_scope):  # out-of-scope rows get index len(labels), and so do rejected predictions
+            oos, top, threshold = len(labels), probs.max(dim=1).values.tolist(), classifier.threshold
+            y_pred = [oos if threshold is not None and p < threshold else y for p, y in zip(top, y_pred)]
+            y_true, labels = [oos if y < 0 else y for y in y_true], [*labels, OUT_OF_SCOPE]
+            n_in = sum(in_scope)
+            right = sum(t == p for t, p, s in zip(y_true, y_pred, in_scope) if s)
+            rejected = sum(p == oos for p, s in zip(y_pred, in_scope) if not s)
+            scope = {"test_in_scope_accuracy": right / max(n_in, 1), "test_oos_recall": rejected / (len(y_true) - n_in)}
         report = classification_report(y_true, y_pred, labels)
-        baseline = majority_baseline(encode_labels(train["label"], labels, corpus["splits"]["train"]), y_true)
+        baseline = majority_baseline(encode_labels(train["label"], corpus["labels"], corpus["splits"]["train"]),
+                                     y_true)
         metrics = {"test_accuracy": report["accuracy"], "test_majority_baseline": baseline,
-                   "test_macro_f1": report["macro_f1"]}
+                   "test_macro_f1": report["macro_f1"], "test_ece": ece, **scope}
         mlflow.log_metrics(metrics)
         per_class = pd.DataFrame(report["per_class"]).T.rename_axis("label").reset_index()
         log_table(per_class, "per_class.json")
@@ -53,7 +73,7 @@ def _log_attention(classifier: TextClassifier, texts: list[str], labels: list[st
 
 @task(name="evaluate-seq2seq", **STAGE_OPTIONS)
 def evaluate_seq2seq(corpus: dict, trained: dict, decode: DecodeConfig, bleu_tokenize: str,
-                     tracking: Tracking) -> dict:
+                     tracking: Tracking, metric: str = "bleu") -> dict:
     """BLEU, chrF and ROUGE of detokenised output against the raw test references; attention maps."""
     with stage_run(tracking, "evaluate"):
         mlflow.log_params({f"decode.{k}": v for k, v in decode.model_dump().items()})
@@ -62,17 +82,46 @@ def evaluate_seq2seq(corpus: dict, trained: dict, decode: DecodeConfig, bleu_tok
         log_dataset(test, name="test", digest=corpus["digests"]["test"], source=corpus["sources"]["test"],
                     context="test", targets="target")
         sources, references = test["source"].tolist(), test["target"].tolist()
+        chosen = _chosen_decoding(translator, corpus, decode, metric, bleu_tokenize)
         greedy = translator.translate(sources, beam_size=1, max_length=decode.max_length)
         beam = translator.translate(sources, beam_size=decode.beam_size, max_length=decode.max_length,
                                     length_penalty=decode.length_penalty)
-        metrics = {"test_bleu_greedy": bleu(greedy, references, tokenize=bleu_tokenize),
-                   "test_bleu": bleu(beam, references, tokenize=bleu_tokenize),
-                   "test_chrf": chrf(beam, references),
-                   **{f"test_{k}": v for k, v in rouge(beam, references).items()}}
+        best = greedy if chosen.beam_size == 1 else beam if chosen == Decoding(decode.beam_size, decode.length_penalty) \
+            else translator.translate(sources, beam_size=chosen.beam_size, max_length=decode.max_length,
+                                      length_penalty=chosen.length_penalty)
+        # test_bleu (the headline and the gate's metric) is the chosen decoding's; greedy and the configured
+        # beam are logged beside it
+        metrics = {"test_bleu": bleu(best, references, tokenize=bleu_tokenize),
+                   "test_bleu_greedy": bleu(greedy, references, tokenize=bleu_tokenize),
+                   "test_bleu_beam": bleu(beam, references, tokenize=bleu_tokenize),
+                   "test_chrf": chrf(best, references),
+                   **{f"test_{k}": v for k, v in rouge(best, references).items()}}
+        mlflow.log_params({"decode.chosen_beam_size": chosen.beam_size,
+                           "decode.chosen_length_penalty": chosen.length_penalty})
+        mlflow.set_tag("decoding", chosen.name)
         mlflow.log_metrics(metrics)
-        log_table(test.assign(greedy=greedy, beam=beam).head(200), "test_outputs.json")
+        log_table(test.assign(greedy=greedy, beam=beam, chosen=best).head(200), "test_outputs.json")
         for i, text in enumerate(sources[: decode.attention_samples]):
             src_tokens, out_tokens, weights = translator.attention(text, max_length=decode.max_length)
             log_figure(attention_matrix_figure(src_tokens, out_tokens, weights.numpy(), title=text[:80]),
                        f"plots/attention_{i}.png")
-        return {"metrics": metrics, "test_digest": corpus["digests"]["test"], "bleu_tokenize": bleu_tokenize}
+        return {"metrics": metrics, "test_digest": corpus["digests"]["test"], "bleu_tokenize": bleu_tokenize,
+                "decoding": {"beam_size": chosen.beam_size, "length_penalty": chosen.length_penalty}}
+
+
+def _chosen_decoding(translator: Translator, corpus: dict, decode: DecodeConfig, metric: str,
+                     bleu_tokenize: str) -> Decoding:
+    """The decoding chosen on the validation split (``decode.select``), or the configured one; the
+    candidates' validation scores are logged as a table and as ``val_<metric>_<candidate>`` metrics."""
+    configured = Decoding(decode.beam_size, decode.length_penalty)
+    if not decode.select:
+        return configured
+    validation = pd.read_parquet(corpus["splits"]["validation"]).head(decode.selection_max_pairs)
+    chosen, rows = choose_decoding(translator.translate, validation["source"].tolist(),
+                                   validation["target"].tolist(), candidates(decode.beam_size, decode.length_penalties),
+                                   metric, bleu_tokenize, decode.max_length)
+    log_table(pd.DataFrame(rows), "decoding_selection.json")
+    for row in rows:
+        key = "greedy" if row["beam_size"] == 1 else f"beam{row['beam_size']}_lp{row['length_penalty']:g}"
+        mlflow.log_metric(f"val_{metric}_{key.replace('.', '_')}", row[metric])
+    return chosen

@@ -6,8 +6,10 @@ import mlflow
 import pandas as pd
 from prefect import task
 
-from lowlm.data.corpus import encode_labels
+from lowlm.data.corpus import encode_labels, encode_scoped
 from lowlm.config import ClassifierConfig, Seq2SeqModelConfig, Seq2SeqTrainConfig, TrainConfig
+from lowlm.config.stages import CalibrationConfig
+from lowlm.evaluation.calibration import calibrate
 from lowlm.evaluation.metrics import majority_baseline
 from lowlm.evaluation.plots import curves_figure, seq2seq_curves_figure
 from lowlm.inference.classifier import TextClassifier
@@ -53,20 +55,29 @@ def labelled_batches(path: str, tok: Tokenizer, labels: list[str], batch_size: i
 
 @task(name="train", **STAGE_OPTIONS)
 def train(corpus: dict, augmented: dict, tokenizer: dict, model: ClassifierConfig, config: TrainConfig, work_dir: str,
-          tracking: Tracking, resume: bool = False) -> dict:
+          tracking: Tracking, resume: bool = False, calibration: CalibrationConfig | None = None) -> dict:
+    """Fit the classifier (early stopping on the in-scope validation rows), then calibrate it on all of
+    validation: a temperature, and a rejection threshold when asked or when validation holds out-of-scope rows."""
+    calibration = calibration or CalibrationConfig()
     with stage_run(tracking, "train") as run:
         mlflow.log_params({f"model.{k}": v for k, v in model.model_dump().items()})
         mlflow.log_params({f"train.{k}": v for k, v in config.model_dump().items()})
+        mlflow.log_params({f"calibration.{k}": v for k, v in calibration.model_dump().items()})
         labels = corpus["labels"]
         tok = Tokenizer.load(tokenizer["path"])
         train_batches = labelled_batches(augmented["train"], tok, labels, config.batch_size, True, config.seed)
-        val_batches = labelled_batches(corpus["splits"]["validation"], tok, labels, 256)
+        val = pd.read_parquet(corpus["splits"]["validation"])
+        val_labels = encode_scoped(val["label"], labels, corpus["splits"]["validation"])  # -1: out of scope
+        in_scope = [y >= 0 for y in val_labels]
+        val_batches = Batches(tok.encode_batch(val["text"][in_scope].tolist()), [y for y in val_labels if y >= 0],
+                              batch_size=256)
         seed_everything(config.seed)  # before the model is built: its initial weights are part of the result
         net = build_model(model, vocab_size=tok.vocab_size, num_labels=len(labels), words=tok.tokens())
         if model.kind == "bag_of_ngrams":  # its n-gram table holds rows only for buckets seen in training
             mlflow.log_metric("ngram_rows", net.index_ngrams((b.ids, b.lengths) for b in train_batches))
         mlflow.log_metric("parameters", sum(p.numel() for p in net.parameters()))
-        key = digest_of(model, config, augmented["digest"], corpus["digests"]["validation"], tokenizer["digest"])
+        key = digest_of(model, config, augmented["digest"], corpus["digests"]["validation"], tokenizer["digest"],
+                        calibration)
         out = output_dir(work_dir, "train", key)
         saves, start = checkpointing(out, resume)
         result = train_classifier(net, train_batches, val_batches, len(labels), config,
@@ -78,6 +89,10 @@ def train(corpus: dict, augmented: dict, tokenizer: dict, model: ClassifierConfi
         mlflow.log_metric("validation_majority_baseline", majority_baseline(train_labels, val_batches.labels.tolist()))
         log_figure(curves_figure(result.history, title=f"{model.kind} training"), "plots/training_curves.png")
         classifier = TextClassifier(net, tok, labels)
+        fitted = calibrate(classifier.logits(val["text"].tolist()), val_labels, temperature=calibration.temperature,
+                           reject=calibration.reject, candidates=calibration.thresholds)
+        mlflow.log_metrics(fitted.metrics)
+        classifier.temperature, classifier.threshold = fitted.temperature, fitted.threshold
         folder = classifier.save(out / "classifier")
         (out / CHECKPOINT).unlink(missing_ok=True)  # the finished bundle replaces it
         mlflow.log_artifacts(str(folder), artifact_path="checkpoint")

@@ -10,6 +10,7 @@ from lowlm.config.base import _Strict
 
 CorpusFormat = Literal["auto", "csv", "tsv", "json", "jsonl", "parquet", "lines", "tab_lines", "colon_lines", "trec"]
 Column = str | int
+OUT_OF_SCOPE = "out_of_scope"  # the label of rows whose intent the model never trained on (out_of_scope_labels)
 
 
 class CorpusConfig(_Strict):
@@ -69,6 +70,11 @@ class CorpusConfig(_Strict):
         0.1, gt=0, description="Carved from train when no validation split: a fraction (<1) or a count (>=1).")
     seed: int = 13
     max_rows: int | None = Field(None, gt=0, description="Keep a seeded sample of at most this many train rows.")
+    out_of_scope_labels: list[str] = Field(
+        default_factory=list, description="Label names (after label_names) of intents the model never trains on: "
+        "their train rows are dropped, their validation and test rows are labelled 'out_of_scope' (splits carved "
+        "from train take their share of them first), so calibration picks a rejection threshold and evaluation "
+        "reports out-of-scope recall. Empty: every label is trained on.")
     allow_new_labels: bool = Field(
         False, description="Added data (retraining) may bring labels the corpus lacks; off: such files are refused.")
 
@@ -91,6 +97,8 @@ class CorpusConfig(_Strict):
                     raise ValueError(f"label_names: the keys {names[label_name(key)][0]!r} and {key!r} are one label")
                 names[label_name(key)] = (key, str(value))
             self.label_names = {key: value for key, (_, value) in names.items()}
+        if len(set(self.out_of_scope_labels)) != len(self.out_of_scope_labels):
+            raise ValueError(f"out_of_scope_labels: a label is listed twice in {self.out_of_scope_labels}")
         if self.format == "lines" and self.columns is not None and sorted(self.columns) != ["label", "text"]:
             raise ValueError(f"lines: columns must be [text, label] or [label, text], got {self.columns}")
         if self.sep is not None and self.format != "lines":

@@ -13,9 +13,9 @@ from pydantic import Field, model_validator
 from lowlm.config.base import _Pipeline
 from lowlm.config.data import CorpusConfig, PairCorpusConfig
 from lowlm.config.models import ClassifierConfig, RNNAttentionConfig, Seq2SeqModelConfig
-from lowlm.config.stages import (AttackConfig, AugmentConfig, DecodeConfig, FewShotConfig, PairAugmentConfig,
-                                 PairTokenizerConfig, RegistryConfig, Seq2SeqRegistryConfig, Seq2SeqTrainConfig,
-                                 TokenizerConfig, TrainConfig)
+from lowlm.config.stages import (AttackConfig, AugmentConfig, CalibrationConfig, DecodeConfig, FewShotConfig,
+                                 PairAugmentConfig, PairTokenizerConfig, RegistryConfig, Seq2SeqRegistryConfig,
+                                 Seq2SeqTrainConfig, TokenizerConfig, TrainConfig)
 
 
 # The mean over SST-2, TREC-6 and BANKING77 of the median validation accuracy (seeds 0-2) was best at
@@ -39,6 +39,8 @@ class PipelineConfig(_Pipeline):
     model: ClassifierConfig = Field(default_factory=RNNAttentionConfig,
                                     description="The classifier, by `kind`: rnn_attention or bag_of_ngrams.")
     train: TrainConfig = Field(default_factory=TrainConfig, description="The trainer's settings.")
+    calibration: CalibrationConfig = Field(default_factory=CalibrationConfig,
+                                           description="Temperature and rejection threshold, fitted on validation.")
     fewshot: FewShotConfig = Field(default_factory=lambda: FewShotConfig(enabled=False),
                                    description="Transfer to a second corpus with k examples per class.")
     registry: RegistryConfig = Field(default_factory=RegistryConfig, description="Registered model and its gate.")

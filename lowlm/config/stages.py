@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from lowlm.config.base import _Strict
 from lowlm.config.data import CorpusConfig
@@ -58,6 +58,27 @@ class TrainConfig(_Strict):
     progress: bool = True
 
 
+class CalibrationConfig(_Strict):
+    """Probabilities that mean something, fitted on validation after training; and rejecting what is unsure."""
+
+    temperature: bool = Field(True, description="Fit a temperature on validation (the logits are divided by it; "
+                                                "the predicted class never changes).")
+    reject: bool = Field(False, description="Fit a threshold on the top probability below which `predict` answers "
+                                            "'out_of_scope'; always on when validation holds out-of-scope rows "
+                                            "(corpus.out_of_scope_labels).")
+    thresholds: list[float] = Field(
+        default_factory=lambda: [round(0.05 * i, 2) for i in range(1, 20)],
+        description="Candidate thresholds; the one with the best mean of in-scope accuracy and out-of-scope recall "
+                    "on validation is kept.")
+
+    @field_validator("thresholds")
+    @classmethod
+    def _probabilities(cls, values: list[float]) -> list[float]:
+        if not values or not all(0 < v < 1 for v in values):
+            raise ValueError(f"thresholds: give at least one, each between 0 and 1 (exclusive), got {values}")
+        return values
+
+
 class FewShotConfig(_Strict):
     enabled: bool = True
     corpus: CorpusConfig | None = None
@@ -101,9 +122,16 @@ class PairAugmentConfig(_Strict):
 
 
 class DecodeConfig(_Strict):
-    beam_size: int = Field(5, ge=1)
+    """How a seq2seq model decodes for evaluation, the gate and serving."""
+
+    beam_size: int = Field(5, ge=1, description="Beam size (1: greedy); with select, the beam the candidates use.")
     max_length: int = Field(80, gt=0)
-    length_penalty: float = Field(1.0, ge=0)
+    length_penalty: float = Field(1.0, ge=0, description="Beam score = log-probability / length**penalty.")
+    select: bool = Field(True, description="Choose greedy or beam (and the length penalty) on the validation "
+                                           "split; the test metrics, the gate and the served default use the choice.")
+    length_penalties: list[float] = Field(default_factory=lambda: [0.6, 1.0, 1.4],
+                                          description="With select: the beam's length penalties tried.")
+    selection_max_pairs: int = Field(500, ge=1, description="With select: validation pairs decoded per candidate.")
     attention_samples: int = Field(4, ge=0, description="Test sentences drawn as attention heat maps.")
 
 

@@ -3,8 +3,15 @@
 >>> corpus = load_corpus(CorpusConfig(path="data/sample/intents.csv"))   # doctest: +SKIP
 >>> corpus.labels, {s: len(d) for s, d in corpus.splits.items()}         # doctest: +SKIP
 
-Every split ends with two columns, ``text`` (str) and ``label`` (int index into ``corpus.labels``).
+Every split ends with two columns, ``text`` (str) and ``label`` (int index into ``corpus.names``).
 Errors name the file, the row (1-based data row; line number for line files) and the field.
+
+Out of scope (``CorpusConfig.out_of_scope_labels``): rows of those intents are relabelled ``out_of_scope``
+before any split is carved, so carved validation and test splits get their share, and then dropped from
+train. ``corpus.labels`` (what the model is trained on) never holds ``out_of_scope``; ``corpus.names``
+is ``labels + ["out_of_scope"]`` when the config lists out-of-scope labels, so such a row's index is
+``len(labels)``. Saved splits hold names, ``out_of_scope`` among them. A corpus without
+out-of-scope labels has ``names == labels``: its splits and digests are as before.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import datasets
 import pandas as pd
 
 from lowlm.config import CorpusConfig
+from lowlm.config.data import OUT_OF_SCOPE
 from lowlm.data.layouts import (
     _CONTAINERS,
     _read_lines,
@@ -65,16 +73,23 @@ class Corpus:
     sources: dict[str, str] = field(default_factory=dict)
     digests: dict[str, str] = field(default_factory=dict)
     dropped: dict[str, int] = field(default_factory=dict)  # reason -> rows left out (drop_empty: "empty_text")
+    out_of_scope: bool = False  # validation/test rows may hold index len(labels): OUT_OF_SCOPE
 
     def __post_init__(self) -> None:
         for name, split in self.splits.items():
             columns = split[:]  # whole columns as lists: iterating a datasets Column is slow
-            self.digests.setdefault(name, split_digest(columns["text"], columns["label"], self.labels))
+            self.digests.setdefault(name, split_digest(columns["text"], columns["label"], self.names))
+
+    @property
+    def names(self) -> list[str]:
+        """What the splits' label indices name: ``labels``, then ``out_of_scope`` when the corpus has such rows."""
+        return [*self.labels, OUT_OF_SCOPE] if self.out_of_scope else self.labels
 
     def frame(self, split: str) -> pd.DataFrame:
         """The split as a DataFrame with the label names (not indices)."""
         data = self.splits[split][:]
-        return pd.DataFrame({"text": data["text"], "label": [self.labels[i] for i in data["label"]]})
+        names = self.names
+        return pd.DataFrame({"text": data["text"], "label": [names[i] for i in data["label"]]})
 
     def save(self, folder: str | Path) -> dict[str, str]:
         """Write each split as Parquet (label names, not indices); returns split -> path."""
@@ -97,6 +112,20 @@ def encode_labels(values, labels: list[str], source: str = "labels") -> list[int
     if unknown:
         raise CorpusError(f"{source}: label(s) {few(unknown)} are not among the corpus's labels {few(labels, 10)}")
     return [index[v] for v in values]
+
+
+def encode_scoped(values, labels: list[str], source: str = "labels") -> list[int]:
+    """``encode_labels``, with ``out_of_scope`` (when not itself one of ``labels``) as -1.
+
+    >>> encode_scoped(["b", "out_of_scope", "a"], ["a", "b"])
+    [1, -1, 0]
+    """
+    values = list(values)
+    if OUT_OF_SCOPE in labels:
+        return encode_labels(values, labels, source)
+    known = [v for v in values if v != OUT_OF_SCOPE]
+    codes = iter(encode_labels(known, labels, source))
+    return [-1 if v == OUT_OF_SCOPE else next(codes) for v in values]
 
 
 def save_splits(folder: str | Path, frames: dict[str, pd.DataFrame]) -> dict[str, str]:
@@ -297,14 +326,18 @@ def _read_splits(grouped: dict[str, list[Path]], cfg: CorpusConfig):
 
 def _from_frames(raw: dict[str, pd.DataFrame], sources: dict[str, str], cfg: CorpusConfig,
                  dropped: dict[str, int] | None = None) -> Corpus:
+    raw = _mark_out_of_scope(raw, sources, cfg)
     train = raw["train"]
-    labels = sorted(train["label"].unique())
+    scoped = train[train["label"] != OUT_OF_SCOPE] if cfg.out_of_scope_labels else train
+    labels = sorted(scoped["label"].unique())
     if len(labels) < 2:
         raise CorpusError(
-            f"{sources['train']}: only one class ({labels[0]!r}) in {len(train)} rows; "
+            f"{sources['train']}: only one class ({labels[0]!r}) in {len(scoped)} in-scope rows; "
             f"a classifier needs at least two"
         )
-    known = set(labels)
+    out_of_scope = bool(cfg.out_of_scope_labels)  # some row holds one of them (_mark_out_of_scope)
+    names = [*labels, OUT_OF_SCOPE] if out_of_scope else labels
+    known = set(names)
     for split in ("validation", "test"):
         if split not in raw:
             continue
@@ -318,16 +351,45 @@ def _from_frames(raw: dict[str, pd.DataFrame], sources: dict[str, str], cfg: Cor
             )
     if cfg.max_rows and len(train) > cfg.max_rows:
         raw["train"] = train.sample(n=cfg.max_rows, random_state=cfg.seed)
-    features = datasets.Features({"text": datasets.Value("string"), "label": datasets.ClassLabel(names=labels)})
+    features = datasets.Features({"text": datasets.Value("string"), "label": datasets.ClassLabel(names=names)})
 
     def to_ds(frame: pd.DataFrame) -> datasets.Dataset:
         return datasets.Dataset.from_dict(
-            {"text": frame["text"].tolist(), "label": [labels.index(x) for x in frame["label"]]}, features=features
+            {"text": frame["text"].tolist(), "label": [names.index(x) for x in frame["label"]]}, features=features
         )
 
     splits = {name: to_ds(frame) for name, frame in raw.items()}
     splits = _carve(splits, cfg, sources)
-    return Corpus(datasets.DatasetDict(splits), labels, sources, dropped=dict(dropped or {}))
+    dropped = dict(dropped or {})
+    if out_of_scope:  # never trained on: out of train, after validation and test took their share
+        rows = splits["train"]["label"]
+        keep = [i for i, label in enumerate(rows) if label != len(labels)]
+        if len(keep) < len(rows):
+            dropped["out_of_scope"] = len(rows) - len(keep)
+            splits["train"] = splits["train"].select(keep).flatten_indices()
+    return Corpus(datasets.DatasetDict(splits), labels, sources, dropped=dropped, out_of_scope=out_of_scope)
+
+
+def _mark_out_of_scope(raw: dict[str, pd.DataFrame], sources: dict[str, str], cfg: CorpusConfig) -> dict:
+    """Rows of ``cfg.out_of_scope_labels`` relabelled ``out_of_scope``; a listed label that no split holds, or an
+    in-scope label named ``out_of_scope``, is an error (a typo would silently train on everything)."""
+    if not cfg.out_of_scope_labels:
+        return raw
+    listed = set(cfg.out_of_scope_labels)
+    seen = set().union(*(set(frame["label"]) for frame in raw.values()))
+    missing = sorted(listed - seen)
+    if missing:
+        raise CorpusError(f"{sources['train']}: out_of_scope_labels {few(missing)} appear in no split; the labels are "
+                          f"{few(sorted(seen), 10)}")
+    if OUT_OF_SCOPE in seen - listed:
+        raise CorpusError(f"{sources['train']}: a label is named {OUT_OF_SCOPE!r}, the name out-of-scope rows get; "
+                          f"list it in out_of_scope_labels too, or rename it with label_names")
+    out = {}
+    for name, frame in raw.items():
+        frame = frame.copy()
+        frame.loc[frame["label"].isin(listed), "label"] = OUT_OF_SCOPE
+        out[name] = frame
+    return out
 
 
 def _stratified(data: datasets.Dataset, size: float, seed: int, what: str, source: str):

@@ -1,7 +1,10 @@
 """A trained classifier with everything needed to use it on raw text: tokenizer, model, label names.
 
 Saved as a bundle (``lowlm.inference.bundle``): ``weights.pt``, ``tokenizer.json`` and
-``bundle.json`` (kind ``classifier``, the model's config and sizes, the labels):
+``bundle.json`` (kind ``classifier``, the model's config and sizes, the labels, and once calibrated
+(``lowlm.evaluation.calibration``) the ``temperature`` the logits are divided by and the ``threshold``
+on the top probability below which ``predict`` answers ``out_of_scope``; a bundle without them loads
+with 1.0 and no threshold):
 
 >>> clf = TextClassifier.load("path/to/folder")              # doctest: +SKIP
 >>> clf.predict(["my card was declined"])                    # doctest: +SKIP
@@ -15,48 +18,76 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from lowlm.inference.bundle import Bundle, check_size, check_texts, load_weights
+from lowlm.config.data import OUT_OF_SCOPE
+from lowlm.inference.bundle import Bundle, BundleError, check_size, check_texts, load_weights
 from lowlm.models.kinds import model_from_meta, model_meta
 from lowlm.text.batching import Batches
 from lowlm.text.tokenizer import Tokenizer
 
 
 @torch.no_grad()
-def predict_proba(model: nn.Module, batches: Batches) -> torch.Tensor:
-    """Class probabilities for every row, in the rows' original order (on the CPU)."""
+def predict_logits(model: nn.Module, batches: Batches) -> torch.Tensor:
+    """The model's logits for every row, in the rows' original order (on the CPU)."""
     model.eval()
     device = next(model.parameters()).device
     out = None
     for batch in batches:
-        probs = torch.softmax(model(batch.ids.to(device), batch.lengths.to(device)), dim=-1).cpu()
+        logits = model(batch.ids.to(device), batch.lengths.to(device)).float().cpu()
         if out is None:
-            out = torch.empty(len(batches.ids), probs.shape[1])
-        out[batch.index] = probs
+            out = torch.empty(len(batches.ids), logits.shape[1])
+        out[batch.index] = logits
     return out if out is not None else torch.empty(0, 0)
+
+
+def predict_proba(model: nn.Module, batches: Batches, temperature: float = 1.0) -> torch.Tensor:
+    """Class probabilities ``softmax(logits / temperature)`` for every row, in the rows' original order."""
+    logits = predict_logits(model, batches)
+    return torch.softmax(logits if temperature == 1.0 else logits / temperature, dim=-1)
 
 
 class TextClassifier(Bundle):
     kind = "classifier"
     tokenizer_files = {"tokenizer.json": "tokenizer"}
 
-    def __init__(self, model: nn.Module, tokenizer: Tokenizer, labels: Sequence[str]):
+    def __init__(self, model: nn.Module, tokenizer: Tokenizer, labels: Sequence[str], temperature: float = 1.0,
+                 threshold: float | None = None):
         self.model = model
         self.tokenizer = tokenizer
         self.labels = list(labels)
+        if not temperature > 0:
+            raise BundleError(f"temperature must be above 0, got {temperature}")
+        if threshold is not None and not 0 <= threshold <= 1:
+            raise BundleError(f"threshold must be a probability (0 to 1) or None, got {threshold}")
+        self.temperature = float(temperature)
+        self.threshold = None if threshold is None else float(threshold)
 
-    def predict_proba(self, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
+    def _batches(self, texts: list[str], batch_size: int) -> Batches:
+        return Batches(self.tokenizer.encode_batch(texts), batch_size=batch_size)
+
+    def logits(self, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
+        """Raw logits (before the temperature), one row per text."""
         texts = check_texts(texts)
         if not texts:
             return torch.empty(0, len(self.labels))
-        return predict_proba(self.model, Batches(self.tokenizer.encode_batch(texts), batch_size=batch_size))
+        return predict_logits(self.model, self._batches(texts, batch_size))
+
+    def predict_proba(self, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
+        """Calibrated class probabilities (the logits divided by ``temperature``), one row per text."""
+        texts = check_texts(texts)
+        if not texts:
+            return torch.empty(0, len(self.labels))
+        return predict_proba(self.model, self._batches(texts, batch_size), self.temperature)
 
     def predict(self, texts: Sequence[str]) -> list[dict]:
-        """label, its probability (``score``) and every class's probability, per text."""
+        """label, its probability (``score``) and every class's probability, per text. With a ``threshold``,
+        a text whose top probability is below it gets the label ``out_of_scope`` (``score`` is still the top
+        probability; ``probabilities`` still lists the trained labels)."""
         probs = self.predict_proba(texts)
         out = []
         for row in probs.tolist():
             best = max(range(len(row)), key=row.__getitem__)
-            out.append({"label": self.labels[best], "score": row[best],
+            rejected = self.threshold is not None and row[best] < self.threshold
+            out.append({"label": OUT_OF_SCOPE if rejected else self.labels[best], "score": row[best],
                         "probabilities": dict(zip(self.labels, row))})
         return out
 
@@ -78,7 +109,12 @@ class TextClassifier(Bundle):
 
     # -- bundle ------------------------------------------------------------------------------------
     def meta(self) -> dict:
-        return {**model_meta(self.model), "labels": self.labels}
+        """Temperature and threshold only when set, so an uncalibrated bundle's description (and digest) is as
+        before they existed."""
+        calibration = {"temperature": self.temperature} if self.temperature != 1.0 else {}
+        if self.threshold is not None:
+            calibration["threshold"] = self.threshold
+        return {**model_meta(self.model), "labels": self.labels, **calibration}
 
     @classmethod
     def from_parts(cls, meta: dict, tokenizers: dict, weights: dict) -> "TextClassifier":
@@ -89,7 +125,8 @@ class TextClassifier(Bundle):
                    "outputs in the model's head (weights.pt)")
         check_size("tokens in tokenizer.json", tok.vocab_size, net.dims["vocab_size"],
                    "rows in the model's word embedding (weights.pt)")
-        return cls(net.eval(), tok, meta["labels"])
+        return cls(net.eval(), tok, meta["labels"], temperature=meta.get("temperature", 1.0),
+                   threshold=meta.get("threshold"))
 
     def serve(self, texts: list[str], params: dict) -> dict[str, list]:
         rows = self.predict(texts)
