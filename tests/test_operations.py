@@ -184,7 +184,7 @@ def test_5_data_add_triggers_the_retrain_deployment_and_the_gate_decides(ops):
     gate = new_version["tags"]["gate"]
     verdict = decide(float(new_version["tags"]["test_accuracy"]), float(gate.split("champion v1 ")[1]))
     assert new_version["aliases"] == [verdict.alias]
-    assert versions[1]["aliases"] == ([] if verdict.promote else ["champion"])
+    assert versions[1]["aliases"] == (["challenger"] if verdict.promote else ["champion"])  # a beaten champion is the challenger
     assert new_version["tags"]["data_digest.train"] != versions[1]["tags"]["data_digest.train"]
     accepted = list((ops["incoming"] / "accepted").iterdir())
     assert len(accepted) == 1 and accepted[0].name.endswith("-new_rows.csv")
