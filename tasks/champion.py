@@ -81,19 +81,39 @@ def _pushed(stack: list[str], current: str | None, version: str) -> list[str]:
     return stack[-HISTORY_LIMIT:]
 
 
+def _upserted(write, *args, attempts: int = 6) -> None:
+    """A model-level tag or alias write that two processes may make at once: MLflow's SQL store reads
+    then inserts, so the second first-ever write of a key fails its unique constraint; written again, it
+    finds the row and updates it."""
+    import time
+
+    from mlflow.exceptions import MlflowException
+
+    for attempt in range(attempts):
+        try:
+            write(*args)
+            return
+        except MlflowException as exc:
+            text = str(exc)
+            if attempt == attempts - 1 or not any(s in text for s in ("UNIQUE constraint", "IntegrityError",
+                                                                      "duplicate key", "Duplicate entry")):
+                raise
+            time.sleep(0.05 * (attempt + 1))
+
+
 def move(client: MlflowClient, name: str, stack: list[str], champion: str, challenger: str | None,
          lock: ChampionLock | None) -> None:
     """Write the history, then ``challenger``, then ``champion`` (last: a failure before it leaves the old
     champion in place). Without a challenger, ``champion`` does not keep the challenger alias too."""
     _check(lock)
-    client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(stack[-HISTORY_LIMIT:]))
+    _upserted(client.set_registered_model_tag, name, HISTORY_TAG, json.dumps(stack[-HISTORY_LIMIT:]))
     if challenger is not None and challenger != champion:
         _check(lock)
-        client.set_registered_model_alias(name, CHALLENGER, challenger)
+        _upserted(client.set_registered_model_alias, name, CHALLENGER, challenger)
     elif aliases(client, name).get(CHALLENGER) == champion:
         client.delete_registered_model_alias(name, CHALLENGER)
     _check(lock)
-    client.set_registered_model_alias(name, CHAMPION, champion)
+    _upserted(client.set_registered_model_alias, name, CHAMPION, champion)
 
 
 def crown(client: MlflowClient, name: str, version: str, previous: str | None, lock: ChampionLock | None) -> None:

@@ -35,7 +35,7 @@ from lowlm.evaluation.gate import CHALLENGER, CHAMPION, decide, rematch
 from lowlm.evaluation.metrics import accuracy, macro_f1, score_texts
 from lowlm.serving.pyfunc import TEXT_COLUMN, load, log_pyfunc
 from tasks._stage import Tracking, stage_run
-from tasks.champion import SETTLE_S, aliases, crown, registry_uri
+from tasks.champion import SETTLE_S, _upserted, aliases, crown, registry_uri
 from tasks.champion_lock import ChampionLock, champion_lock
 from tasks.integrity import tag_digests, verified_copy
 from tasks.registry import model_versions
@@ -154,7 +154,7 @@ def _apply(client: MlflowClient, name: str, version: str, outcome: dict, lock: C
     else:
         if lock is not None:
             lock.check()
-        client.set_registered_model_alias(name, CHALLENGER, version)
+        _upserted(client.set_registered_model_alias, name, CHALLENGER, version)
 
 
 def _compare_and_set(client: MlflowClient, name: str, version: str, outcome: dict, decision,

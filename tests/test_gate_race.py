@@ -251,3 +251,35 @@ def test_a_holder_whose_lock_was_broken_notices_before_writing(db):
                 time.sleep(0.05)
             with pytest.raises(LockLost, match="broken as stale"):
                 slow.check()
+
+
+def test_first_writes_of_one_model_tag_at_once_both_land(tmp_path):
+    """MLflow's SQL store reads, then inserts, a registered-model tag or alias: two first writes of one key
+    at once used to fail one of them on the unique constraint (seen in the compare-and-set race)."""
+    import threading
+
+    from mlflow import MlflowClient
+
+    from tasks.champion import _upserted
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    client.create_registered_model("upsert")
+    errors: list[BaseException] = []
+    for key in range(12):
+        barrier = threading.Barrier(4)
+
+        def write(value, key=key, barrier=barrier):
+            barrier.wait()
+            try:
+                _upserted(client.set_registered_model_tag, "upsert", f"k{key}", value)
+            except BaseException as exc:  # noqa: BLE001 -- collected and asserted below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=write, args=(str(i),)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert not errors, errors[0]
+    tags = client.get_registered_model("upsert").tags
+    assert all(tags[f"k{key}"] in {"0", "1", "2", "3"} for key in range(12))
