@@ -17,7 +17,6 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-import torch
 
 LOW_SPACE = 4 << 20  # below this many free bytes, a failed write is taken for a full disk
 
@@ -62,6 +61,8 @@ def is_disk_full(exc: BaseException, path: str | Path | None = None) -> bool:
 def save_tensors(obj, path: str | Path) -> Path:
     """``torch.save`` to ``path`` through a temporary file renamed into place: never half a file; a
     full disk raises ``DiskFull`` and leaves nothing behind."""
+    import torch  # here, not at import: the data modules use this file too
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.partial")
@@ -93,3 +94,26 @@ def atomic_folder(folder: str | Path):
         if is_disk_full(exc, folder.parent) and not isinstance(exc, DiskFull):
             raise DiskFull(folder, exc) from exc
         raise
+
+
+def write_once(folder: str | Path, write) -> Path:
+    """Make ``folder`` by ``write(partial)`` into a temporary folder beside it, renamed into place; a
+    folder already there is kept as it is (content-addressed folders: the same name, the same bytes),
+    and so is one another process renames into place first."""
+    folder = Path(folder)
+    if folder.is_dir():
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+    try:
+        write(partial)
+        os.replace(partial, folder)
+    except OSError:
+        shutil.rmtree(partial, ignore_errors=True)
+        if not folder.is_dir():  # not a concurrent writer: a real failure
+            raise
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    return folder
+

@@ -13,6 +13,16 @@ Column = str | int
 OUT_OF_SCOPE = "out_of_scope"  # the label of rows whose intent the model never trained on (out_of_scope_labels)
 
 
+def _split_sizes(config) -> None:
+    """``test_size`` / ``validation_size``: a fraction below 1, or a whole count (made an int)."""
+    for name in ("test_size", "validation_size"):
+        value = getattr(config, name)
+        if value >= 1:
+            if float(value) != int(value):
+                raise ValueError(f"{name}: a fraction must be below 1 and a count a whole number, got {value}")
+            setattr(config, name, int(value))
+
+
 class CorpusConfig(_Strict):
     """Where a labelled corpus lives and how to read it.
 
@@ -84,12 +94,7 @@ class CorpusConfig(_Strict):
             label_name,  # lowlm.data.layouts imports no config
         )
 
-        for name in ("test_size", "validation_size"):
-            value = getattr(self, name)
-            if value >= 1:
-                if float(value) != int(value):
-                    raise ValueError(f"{name}: a fraction must be below 1 and a count a whole number, got {value}")
-                setattr(self, name, int(value))
+        _split_sizes(self)
         if self.label_names is not None:
             names: dict = {}
             for key, value in self.label_names.items():
@@ -198,12 +203,7 @@ class PairCorpusConfig(_Strict):
                     raise ValueError(f"jsonl: {name} must be the key of a text field, got {value!r}")
         if self.format != "aligned" and self.source_field == self.target_field:
             raise ValueError(f"source_field and target_field are both {self.source_field!r}")
-        for name in ("test_size", "validation_size"):
-            value = getattr(self, name)
-            if value >= 1:
-                if float(value) != int(value):
-                    raise ValueError(f"{name}: a fraction must be below 1 and a count a whole number, got {value}")
-                setattr(self, name, int(value))
+        _split_sizes(self)
         for name in ("max_source_tokens", "max_target_tokens"):
             limit = getattr(self, name)
             if limit is not None and limit < self.min_tokens:

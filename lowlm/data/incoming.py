@@ -41,7 +41,6 @@ import fcntl
 import hashlib
 import os
 import shutil
-import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -51,6 +50,7 @@ import pandas as pd
 
 from lowlm.config import CorpusConfig
 from lowlm.data.textfiles import few
+from lowlm.files import write_once
 from lowlm.data.corpus import (DATA_SUFFIXES, LINE_FORMATS, CorpusError, _format_of, _validate_rows, content_digest, load_corpus,
                                read_file)
 
@@ -305,17 +305,12 @@ def _hold_out_new_labels(train: pd.DataFrame, held: dict[str, pd.DataFrame], kno
 def _write(frames: dict[str, pd.DataFrame], out_dir: Path) -> tuple[Path, str]:
     """The splits as CSV in ``out_dir/corpus-<digest>/`` (written once, atomically); returns (folder, digest)."""
     digest = content_digest(frames)
-    folder = out_dir / f"corpus-{digest}"
-    if not folder.is_dir():
-        out_dir.mkdir(parents=True, exist_ok=True)
-        partial = Path(tempfile.mkdtemp(prefix=f".corpus-{digest}-", dir=out_dir))
+
+    def write(partial: Path) -> None:
         for split, frame in frames.items():
             frame[["text", "label"]].to_csv(partial / f"{split}.csv", index=False)
-        try:
-            os.replace(partial, folder)
-        except OSError:  # written meanwhile by another process: same digest, same bytes
-            shutil.rmtree(partial, ignore_errors=True)
-    return folder, digest
+
+    return write_once(out_dir / f"corpus-{digest}", write), digest
 
 
 def _merged_config(cfg: CorpusConfig, folder: Path) -> CorpusConfig:

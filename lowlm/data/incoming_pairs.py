@@ -16,15 +16,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from lowlm.config import PairCorpusConfig
 from lowlm.data.incoming import ACCEPTED, REJECTED, _locked, _move, check_incoming_dir, pending
 from lowlm.data.pairs import SPLITS, PairCorpusError, _filter, _read_jsonl, _read_tsv, load_pairs
+from lowlm.files import write_once
 
 PAIR_SUFFIXES = {".tsv", ".txt", ".jsonl"}
 
@@ -97,17 +95,12 @@ def _write(splits: dict[str, list], out_dir: Path) -> tuple[Path, str]:
                 raise PairCorpusError(f"a {name} pair holds a tab or line break ({source[:40]!r}); it cannot be "
                                       f"written as TSV")
     digest = pairs_content_digest(splits)
-    folder = out_dir / f"pairs-{digest}"
-    if not folder.is_dir():
-        out_dir.mkdir(parents=True, exist_ok=True)
-        partial = Path(tempfile.mkdtemp(prefix=f".pairs-{digest}-", dir=out_dir))
+
+    def write(partial: Path) -> None:
         for name, pairs in splits.items():
             (partial / f"{name}.tsv").write_text("".join(f"{s}\t{t}\n" for s, t in pairs), encoding="utf-8")
-        try:
-            os.replace(partial, folder)
-        except OSError:
-            shutil.rmtree(partial, ignore_errors=True)
-    return folder, digest
+
+    return write_once(out_dir / f"pairs-{digest}", write), digest
 
 
 def merge_incoming_pairs(cfg: PairCorpusConfig, incoming_dir: str | Path, out_dir: str | Path) -> MergedPairs:
