@@ -1,6 +1,7 @@
 """Text classification as a Prefect DAG, tracked in MLflow.
 
-    ingest ─> ingest-fewshot ─> tokenize ─> augment ─> train ─> adversarial
+    (translators for back-translation, resolved first)
+    ingest ─> ingest-fewshot ─> tokenize ─> augment (shards) ─> train ─> adversarial
                                                           ├────> fewshot (on the second corpus)
                                                           └────> evaluate ─> register
 
@@ -19,11 +20,11 @@ from prefect import flow
 
 from lowlm.config import PipelineConfig
 from lowlm.data.corpus import corpus_fingerprint
+from flows.augmenting import augment_split, classification_translators
 from flows.runtime import guard_api_run
 from tasks._cache import WorkFolder
-from tasks._stage import pipeline_run
+from tasks._stage import pipeline_run, tracking_uri
 from tasks.adversarial import adversarial
-from tasks.augment import augment
 from tasks.evaluate import evaluate
 from tasks.fewshot import fewshot
 from tasks.ingest import ingest
@@ -38,6 +39,7 @@ def classification(config: PipelineConfig, resume: bool = False) -> dict:
     """Train, evaluate and register a text classifier from one pipeline config."""
     guard_api_run(config)  # a run started through the API reads and writes only where its deployment allows
     work = WorkFolder(config.work_dir)  # stage outputs and their cached results live here
+    translators = classification_translators(config, work, tracking_uri())  # one version each, checked now
     with pipeline_run("classification", config) as tracking:
 
         corpus = work(ingest)(config.corpus, work.path, tracking, fingerprint=corpus_fingerprint(config.corpus))
@@ -47,7 +49,7 @@ def classification(config: PipelineConfig, resume: bool = False) -> dict:
                 config.fewshot.corpus, work.path, tracking, stage="ingest-fewshot",
                 fingerprint=corpus_fingerprint(config.fewshot.corpus))
         vocab = work(tokenize)(corpus, config.tokenizer, work.path, tracking)
-        train_split = work(augment)(corpus, config.augment, work.path, tracking)
+        train_split = augment_split(corpus, config.augment, work, tracking, translators)
         trained = work(train)(corpus, train_split, vocab, config.model, config.train, work.path, tracking,
                               resume=resume, calibration=config.calibration)
         attack = work(adversarial)(corpus, trained, config.attack, tracking)

@@ -1,6 +1,7 @@
 """Translation and summarization as a Prefect DAG, tracked in MLflow.
 
-    ingest ─> tokenize ─> augment (source noise) ─> train ─> evaluate ─> register
+    (reverse model for back-translation, resolved first)
+    ingest ─> tokenize ─> augment (source noise, back-translated pairs; shards) ─> train ─> evaluate ─> register
 
 One flow run is one MLflow parent run; each stage logs to its own nested run. The registered pyfunc
 model takes raw source strings and returns generated strings (``beam_size`` and ``max_length`` are
@@ -17,10 +18,10 @@ from prefect import flow
 
 from lowlm.config import Seq2SeqPipelineConfig
 from lowlm.data.pairs import pairs_fingerprint
+from flows.augmenting import augment_pair_split, seq2seq_translators
 from flows.runtime import guard_api_run
 from tasks._cache import WorkFolder
-from tasks._stage import pipeline_run
-from tasks.augment import augment_pairs
+from tasks._stage import pipeline_run, tracking_uri
 from tasks.evaluate import evaluate_seq2seq
 from tasks.ingest import ingest_pairs
 from tasks.register import register
@@ -34,11 +35,12 @@ def seq2seq(config: Seq2SeqPipelineConfig, resume: bool = False) -> dict:
     """Train, evaluate and register an attention encoder-decoder from one pipeline config."""
     guard_api_run(config)  # a run started through the API reads and writes only where its deployment allows
     work = WorkFolder(config.work_dir)  # stage outputs and their cached results live here
+    translators = seq2seq_translators(config, work, tracking_uri())  # the reverse model: one version, checked now
     with pipeline_run("seq2seq", config) as tracking:
 
         corpus = work(ingest_pairs)(config.corpus, work.path, tracking, fingerprint=pairs_fingerprint(config.corpus))
         vocab = work(tokenize_pairs)(corpus, config.tokenizer, work.path, tracking)
-        train_split = work(augment_pairs)(corpus, config.augment, work.path, tracking)
+        train_split = augment_pair_split(corpus, config.augment, work, tracking, translators)
         trained = work(train_seq2seq)(corpus, train_split, vocab, config.model, config.train, work.path, tracking,
                                       resume=resume)
         evaluation = work(evaluate_seq2seq)(corpus, trained, config.decode, config.train.bleu_tokenize, tracking,

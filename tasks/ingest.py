@@ -52,4 +52,4 @@ def ingest_pairs(corpus: PairCorpusConfig, work_dir: str, tracking: Tracking, fi
         log_table(data.frame("train").head(50), "train_sample.json")
         return {"splits": paths, "digests": data.digests, "content_digest": pairs_content_digest(data.splits),
                 "sources": data.sources, "rows": {s: len(p) for s, p in data.splits.items()},
-                "filtered": data.filtered}
+                "filtered": data.filtered, "languages": [corpus.source_language, corpus.target_language]}

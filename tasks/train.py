@@ -114,7 +114,7 @@ def train_seq2seq(corpus: dict, train_split: dict, vocab: dict, model: Seq2SeqMo
         seed_everything(config.seed)
         net = build_model(model, src_vocab=source.vocab_size, tgt_vocab=target.vocab_size)
         mlflow.log_metric("parameters", sum(p.numel() for p in net.parameters()))
-        translator = Translator(net, source, target)
+        translator = Translator(net, source, target, tuple(corpus.get("languages") or (None, None)))
         batches = PairBatches(source.encode_batch(train_pairs["source"].tolist()),
                               target.encode_target_batch(train_pairs["target"].tolist()),
                               batch_size=config.batch_size, shuffle=True, seed=config.seed)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import mlflow
 import pandas as pd
 import pytest
@@ -58,7 +60,7 @@ def test_rerun_is_cached_and_registers_nothing_new(first_run, config, tracking_u
     states = task_states(state.state_details.flow_run_id)
     assert states["register"] == states["summarize"] == "Completed"
     assert {k: v for k, v in states.items() if k not in ("register", "summarize")} == {
-        "ingest-pairs": "Cached", "tokenize-pairs": "Cached", "augment-pairs": "Cached",
+        "ingest-pairs": "Cached", "tokenize-pairs": "Cached", "augment-shard": "Cached", "augment-pairs": "Cached",
         "train-seq2seq": "Cached", "evaluate-seq2seq": "Cached"}
     assert state.result()["model"]["new"] is False
     assert len(MlflowClient(tracking_uri).search_model_versions("name = 's2s-test'")) == 1
@@ -119,3 +121,121 @@ def test_the_decoding_is_chosen_on_validation_and_used_for_test_the_gate_and_ser
     defaults = {p.name: p.default for p in served.params}
     assert defaults["beam_size"] == int(params["decode.chosen_beam_size"])
     assert defaults["length_penalty"] == pytest.approx(float(params["decode.chosen_length_penalty"]))
+
+
+# -- back-translation: a reverse model registered by one pipeline, used by another ----------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def settled_states(flow_run_id, names: set[str], timeout: float = 20.0) -> dict[str, str]:
+    """Task states once the API has recorded every task named (they arrive as events, a moment late)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        states = task_states(flow_run_id)
+        if names <= set(states) or time.monotonic() > deadline:
+            return states
+        time.sleep(0.5)
+
+
+@pytest.fixture(scope="module")
+def reverse_model(prefect_harness, tmp_path_factory):
+    """translate-sample-reverse (German -> English) registered as 'bt-reverse'; a second, different version too."""
+    work = tmp_path_factory.mktemp("reverse")
+    versions = []
+    for seed in (1, 2):
+        config = load_pipeline_config("translate-sample-reverse", {
+            "work_dir": str(work), "experiment": "bt-reverse", "registry.model_name": "bt-reverse",
+            "train.epochs": 6, "train.seed": seed, "train.progress": False, "model.hidden_dim": 64,
+            "decode.select": False}, Seq2SeqPipelineConfig)
+        state = seq2seq(config, return_state=True)
+        assert state.is_completed(), state.message
+        versions.append(state.result()["model"]["version"])
+    assert versions[0] != versions[1]
+    return versions
+
+
+@pytest.fixture(scope="module")
+def bt_files(tmp_path_factory):
+    """The shipped pairs split: 320 as the corpus, the German of the other 80 as monolingual text."""
+    folder = tmp_path_factory.mktemp("bt-data")
+    lines = (ROOT / "data/parallel/en_de.tsv").read_text().splitlines()
+    (folder / "pairs.tsv").write_text("\n".join(lines[:320]) + "\n")
+    (folder / "de.txt").write_text("\n".join(line.split("\t")[1] for line in lines[320:]) + "\n")
+    return folder
+
+
+def bt_config(bt_files, work, reverse_uri, **more):
+    return load_pipeline_config("translate-sample", {
+        "corpus.path": str(bt_files / "pairs.tsv"), "work_dir": str(work), "experiment": "bt-test",
+        "registry.model_name": "bt-test", "train.epochs": 2, "train.progress": False, "decode.select": False,
+        "augment.backtranslation": {"monolingual": {"path": str(bt_files / "de.txt")}, "reverse": {"uri": reverse_uri},
+                                    "generation": {"method": "beam", "beam_size": 3, "max_length": 20}, "tag": True},
+        "augment.shard_rows": 40, **more}, Seq2SeqPipelineConfig)
+
+
+def test_back_translated_pairs_are_tagged_tracked_and_cached_on_the_reverse_models_digest(
+        reverse_model, bt_files, tmp_path, tracking_uri):
+    client = MlflowClient(tracking_uri)
+    work = tmp_path / "work"
+    config = bt_config(bt_files, work, "models:/bt-reverse@champion")
+    state = seq2seq(config, return_state=True)
+    assert state.is_completed(), state.message
+    result = state.result()
+    augment = stage_runs(client, result["mlflow_run_id"])["augment"]
+    metrics, tags = augment.data.metrics, augment.data.tags
+    champion = client.get_model_version_by_alias("bt-reverse", "champion")
+    assert tags["translator.backtranslation.0"] == f"models:/bt-reverse/{champion.version} (models:/bt-reverse@champion)"
+    assert tags["translator.backtranslation.0.digest"] == champion.tags["weights_digest"]
+    assert metrics["monolingual_rows"] == 80 and metrics["rows_backtranslation"] > 40
+    assert metrics["rows_train"] == metrics["rows_original"] + metrics["rows_keyboard"] + metrics["rows_backtranslation"] \
+        - metrics["dropped_repeat_pair"]
+    assert {d.dataset.name for d in augment.inputs.dataset_inputs} == {"augment-train"}
+    sample = client.list_artifacts(augment.info.run_id)
+    assert "augmented_sample.json" in {a.path for a in sample}
+
+    # the synthetic rows, and only they, carry the tag; their targets are the monolingual German
+    train = pd.read_parquet(next((work / "augment-pairs").glob("*/train.parquet")))
+    mono = set((bt_files / "de.txt").read_text().splitlines())
+    tagged = train[train["source"].str.startswith("[BT] ")]
+    assert len(tagged) == metrics["rows_backtranslation"]
+    assert set(tagged["target"]) <= mono
+    assert not train[~train["source"].str.startswith("[BT] ")]["target"].isin(mono).any()
+
+    again = seq2seq(config, return_state=True)  # unchanged: every augment step is a cache hit
+    steps = {"augment-shard", "augment-pairs", "ingest-monolingual"}
+    states = settled_states(again.state_details.flow_run_id, steps)
+    assert states["augment-shard"] == states["augment-pairs"] == states["ingest-monolingual"] == "Cached"
+
+    other = next(v for v in reverse_model if v != champion.version)  # another reverse model: a miss
+    changed = seq2seq(bt_config(bt_files, work, f"models:/bt-reverse/{other}"), return_state=True)
+    assert changed.is_completed(), changed.message
+    states = settled_states(changed.state_details.flow_run_id, steps)
+    assert states["augment-pairs"] == "Completed" and states["ingest-monolingual"] == "Cached"
+    augment2 = stage_runs(client, changed.result()["mlflow_run_id"])["augment"]
+    assert augment2.data.tags["translator.backtranslation.0"].startswith(f"models:/bt-reverse/{other} ")
+
+
+def test_a_reverse_model_of_the_wrong_languages_or_kind_fails_before_any_work(
+        first_run, reverse_model, bt_files, tmp_path, tracking_uri, trained_sample):
+    from lowlm.serving.pyfunc import log_pyfunc
+
+    # s2s-test (first_run) translates en -> de: the wrong way for back-translating translate-sample's German
+    state = seq2seq(bt_config(bt_files, tmp_path / "w1", "models:/s2s-test@champion"), return_state=True)
+    assert state.is_failed()
+    message = str(state.result(raise_on_failure=False))
+    assert "models:/s2s-test@champion" in message and "en -> de" in message and "de -> en" in message, message
+    assert task_states(state.state_details.flow_run_id) == {}  # nothing ran: not even ingest
+
+    mlflow.set_tracking_uri(tracking_uri)
+    folder = trained_sample["classifier"].save(tmp_path / "classifier")
+    with mlflow.start_run():
+        info = log_pyfunc(str(folder), input_example=["a text"])
+    mlflow.register_model(info.model_uri, "bt-not-a-translator")
+    state = seq2seq(bt_config(bt_files, tmp_path / "w2", "models:/bt-not-a-translator/1"), return_state=True)
+    assert state.is_failed()
+    message = str(state.result(raise_on_failure=False))
+    assert "models:/bt-not-a-translator/1" in message and "is a classifier, not a translator" in message, message
+    assert task_states(state.state_details.flow_run_id) == {}

@@ -20,7 +20,7 @@ from lowlm.config import load_pipeline_config
 from lowlm.data.corpus import corpus_fingerprint
 from tasks._cache import WorkFolder
 from tasks._stage import pipeline_run
-from tasks.augment import augment
+from flows.augmenting import augment_split
 from tasks.evaluate import evaluate
 from tasks.ingest import ingest
 from tasks.register import champion_metric, gate, load_registered, register
@@ -39,7 +39,7 @@ def stages(prefect_harness, tmp_path_factory, sample_csv, tracking_uri):
     with pipeline_run("classification", config) as tracking:
         corpus = work(ingest)(config.corpus, work.path, tracking, fingerprint=corpus_fingerprint(config.corpus))
         vocab = work(tokenize)(corpus, config.tokenizer, work.path, tracking)
-        split = work(augment)(corpus, config.augment, work.path, tracking)
+        split = augment_split(corpus, config.augment, work, tracking, {})
 
         def trained(lr: float, epochs: int):
             settings = config.train.model_copy(update={"lr": lr, "epochs": epochs})

@@ -5,7 +5,8 @@ Nothing here runs code: it only validates.
     base       strict models and the config digest
     data       corpora (labelled text, pairs)
     models     one config per model kind, discriminated on ``kind``
-    stages     tokenizers, augmentation, attacks, training, few-shot, decoding, registry
+    augment    the augmenter chain (noise, EDA, back-translation) and its sharding
+    stages     tokenizers, attacks, training, few-shot, decoding, registry
     pipelines  the pipeline configs, declared by ``task``; ``PIPELINES`` maps task -> config
     presets    YAML presets and ``--set`` overrides
 """
@@ -17,13 +18,13 @@ from lowlm.config.models import (BagOfNgramsConfig, ClassifierConfig, Classifier
 from lowlm.config.pipelines import PIPELINES, PipelineConfig, Seq2SeqPipelineConfig
 from lowlm.config.presets import (CONFIGS_DIR, declared_task, get_dotted, load_pipeline_config, parse_override,
                                   pipeline_task, read_preset, set_dotted)
-from lowlm.config.stages import (AttackConfig, AugmentConfig, DecodeConfig, FewShotConfig, PairAugmentConfig,
-                                 PairTokenizerConfig, RegistryConfig, Seq2SeqRegistryConfig, Seq2SeqTrainConfig,
+from lowlm.config.augment import AugmentConfig, ModelRef, PairAugmentConfig
+from lowlm.config.stages import (AttackConfig, DecodeConfig, FewShotConfig, PairTokenizerConfig, RegistryConfig, Seq2SeqRegistryConfig, Seq2SeqTrainConfig,
                                  TokenizerConfig, TrainConfig)
 
 __all__ = [
     "AttackConfig", "AugmentConfig", "BagOfNgramsConfig", "CONFIGS_DIR", "ClassifierConfig", "ClassifierConfigAdapter",
-    "CorpusConfig", "CorpusFormat", "DecodeConfig", "FewShotConfig", "ModelConfig", "PIPELINES", "PairAugmentConfig",
+    "CorpusConfig", "CorpusFormat", "DecodeConfig", "FewShotConfig", "ModelConfig", "ModelRef", "PIPELINES", "PairAugmentConfig",
     "PairCorpusConfig", "PairTokenizerConfig", "PipelineConfig", "RNNAttentionConfig", "RegistryConfig",
     "Seq2SeqModelConfig", "Seq2SeqPipelineConfig", "Seq2SeqRegistryConfig", "Seq2SeqTrainConfig", "TokenizerConfig",
     "TrainConfig", "_Pipeline", "_Strict", "declared_task", "get_dotted", "load_pipeline_config", "parse_override",

@@ -69,6 +69,8 @@ class CorpusConfig(_Strict):
         "'1' and 1.0 are one key. Applied to every file read, added data included; a value already one of the "
         "names is kept, any other value missing from the mapping is an error.")
     encoding: str = Field("utf-8", description="Text encoding of line files, CSV, TSV and JSON (e.g. latin-1).")
+    language: str | None = Field(None, description="Language code of the texts (e.g. 'en'): round-trip "
+                                                   "back-translation checks its translators against it.")
     label_level: Literal["coarse", "fine"] = Field(
         "coarse", description="For 'trec' files (COARSE:fine text): which label to keep."
     )
@@ -148,6 +150,9 @@ class PairCorpusConfig(_Strict):
         None, description="tsv: column index (default 1); jsonl: key of the target text (required)."
     )
     encoding: str = "utf-8"
+    source_language: str | None = Field(None, description="Language code of the sources (e.g. 'de'): recorded in "
+                                                          "the model, checked when another pipeline back-translates with it.")
+    target_language: str | None = Field(None, description="Language code of the targets (e.g. 'en').")
     # filtering
     max_source_tokens: int | None = Field(None, gt=0, description="Drop pairs whose source is longer; None keeps all.")
     max_target_tokens: int | None = Field(None, gt=0, description="Drop pairs whose target is longer; None keeps all.")

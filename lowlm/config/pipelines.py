@@ -13,9 +13,10 @@ from pydantic import Field, model_validator
 from lowlm.config.base import _Pipeline
 from lowlm.config.data import CorpusConfig, PairCorpusConfig
 from lowlm.config.models import ClassifierConfig, RNNAttentionConfig, Seq2SeqModelConfig
-from lowlm.config.stages import (AttackConfig, AugmentConfig, CalibrationConfig, DecodeConfig, FewShotConfig,
-                                 PairAugmentConfig, PairTokenizerConfig, RegistryConfig, Seq2SeqRegistryConfig,
-                                 Seq2SeqTrainConfig, TokenizerConfig, TrainConfig)
+from lowlm.config.augment import AugmentConfig, PairAugmentConfig
+from lowlm.config.stages import (AttackConfig, CalibrationConfig, DecodeConfig, FewShotConfig, PairTokenizerConfig,
+                                 RegistryConfig, Seq2SeqRegistryConfig, Seq2SeqTrainConfig, TokenizerConfig,
+                                 TrainConfig)
 
 
 # The mean over SST-2, TREC-6 and BANKING77 of the median validation accuracy (seeds 0-2) was best at
@@ -34,7 +35,7 @@ class PipelineConfig(_Pipeline):
     experiment: str = Field("lowlm-classification", description="MLflow experiment the runs go to.")
     corpus: CorpusConfig = Field(description="The labelled corpus: where it is and how to read it.")
     tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig, description="Tokenizer fitted on train.")
-    augment: AugmentConfig = Field(default_factory=AugmentConfig, description="Augmented copies of train rows.")
+    augment: AugmentConfig = Field(default_factory=AugmentConfig, description="New training rows: a chain of augmenters.")
     attack: AttackConfig = Field(default_factory=AttackConfig, description="Attack on the trained model.")
     model: ClassifierConfig = Field(default_factory=RNNAttentionConfig,
                                     description="The classifier, by `kind`: rnn_attention or bag_of_ngrams.")
@@ -73,7 +74,8 @@ class Seq2SeqPipelineConfig(_Pipeline):
     corpus: PairCorpusConfig = Field(description="The parallel corpus: source -> target pairs.")
     tokenizer: PairTokenizerConfig = Field(default_factory=PairTokenizerConfig,
                                            description="Source and target tokenizers (or one joint).")
-    augment: PairAugmentConfig = Field(default_factory=PairAugmentConfig, description="Noise on training sources.")
+    augment: PairAugmentConfig = Field(default_factory=PairAugmentConfig,
+                                       description="Noise on training sources; back-translated pairs.")
     model: Seq2SeqModelConfig = Field(default_factory=Seq2SeqModelConfig, description="The encoder-decoder.")
     train: Seq2SeqTrainConfig = Field(default_factory=Seq2SeqTrainConfig, description="The trainer's settings.")
     decode: DecodeConfig = Field(default_factory=DecodeConfig, description="Decoding for evaluation and serving.")

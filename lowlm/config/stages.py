@@ -1,4 +1,5 @@
-"""One config per pipeline stage: tokenizers, augmentation, attacks, training, few-shot, decoding, registry."""
+"""One config per pipeline stage: tokenizers, attacks, training, few-shot, decoding, registry (augmentation:
+``lowlm.config.augment``)."""
 
 from __future__ import annotations
 
@@ -17,16 +18,6 @@ class TokenizerConfig(_Strict):
     vocab_size: int = Field(30000, gt=10)
     min_frequency: int = Field(1, ge=1)
     max_length: int = Field(128, gt=0, description="Longer inputs are truncated at encode time.")
-
-
-class AugmentConfig(_Strict):
-    enabled: bool = True
-    methods: list[Literal["random_swap", "random_delete", "synonym", "spelling", "char_keyboard"]] = Field(
-        default_factory=lambda: ["random_swap", "synonym"]
-    )
-    copies: int = Field(1, ge=1, description="Augmented copies per source row and method.")
-    fraction: float = Field(0.5, gt=0, le=1, description="Share of train rows to augment.")
-    seed: int = 13
 
 
 class AttackConfig(_Strict):
@@ -108,17 +99,6 @@ class PairTokenizerConfig(_Strict):
     source: TokenizerConfig = Field(default_factory=lambda: TokenizerConfig(max_length=100))
     target: TokenizerConfig = Field(default_factory=lambda: TokenizerConfig(max_length=100))
     joint: bool = Field(False, description="One vocabulary for both sides (trained on both): needed for copying.")
-
-
-class PairAugmentConfig(_Strict):
-    """Noise on the source side of training pairs (targets stay clean): robustness to typos."""
-
-    enabled: bool = False
-    methods: list[Literal["random_swap", "random_delete", "spelling", "char_keyboard"]] = Field(
-        default_factory=lambda: ["char_keyboard"])
-    copies: int = Field(1, ge=1)
-    fraction: float = Field(0.2, gt=0, le=1)
-    seed: int = 13
 
 
 class DecodeConfig(_Strict):

@@ -36,21 +36,28 @@ class Translator(Bundle):
     tokenizer_files = {"source_tokenizer.json": "source", "target_tokenizer.json": "target"}
     serve_params = {"beam_size": 5, "max_length": 80, "length_penalty": 1.0}
 
-    def __init__(self, model: Seq2Seq, source: Tokenizer, target: Tokenizer):
+    def __init__(self, model: Seq2Seq, source: Tokenizer, target: Tokenizer,
+                 languages: tuple[str | None, str | None] = (None, None)):
         self.model = model
         self.source = source
         self.target = target
+        self.languages = tuple(languages)  # (source, target) language codes, as the training corpus declared them
 
     @torch.no_grad()
     def generate(self, texts: Sequence[str], beam_size: int = 1, max_length: int = 64,
-                 batch_size: int = 64, length_penalty: float = 1.0) -> list[list[int]]:
-        """Target ids per text (without [BOS]/[EOS]), in input order."""
+                 batch_size: int = 64, length_penalty: float = 1.0, sample: bool = False, top_k: int = 0,
+                 temperature: float = 1.0, seed: int = 0) -> list[list[int]]:
+        """Target ids per text (without [BOS]/[EOS]), in input order: beam search when ``beam_size`` > 1,
+        else greedy; or, with ``sample``, drawn (``top_k``, ``temperature``) from a generator seeded by ``seed``."""
         model = self.model.eval()
         device = next(model.parameters()).device
+        generator = torch.Generator().manual_seed(seed) if sample else None
         out: list[list[int]] = [[] for _ in texts]
         for batch in Batches(self.source.encode_batch(list(texts)), batch_size=batch_size):
             src, lengths = batch.ids.to(device), batch.lengths.to(device)
-            if beam_size > 1:
+            if sample:
+                ids = model.sample(src, lengths, max_length, top_k, temperature, generator)
+            elif beam_size > 1:
                 ids = model.beam_search(src, lengths, beam_size, max_length, length_penalty)
             else:
                 ids, _ = model.greedy(src, lengths, max_length)
@@ -78,7 +85,8 @@ class Translator(Bundle):
 
     # -- bundle ------------------------------------------------------------------------------------
     def meta(self) -> dict:
-        return model_meta(self.model)
+        source, target = self.languages
+        return {**model_meta(self.model), "languages": {"source": source, "target": target}}
 
     @classmethod
     def from_parts(cls, meta: dict, tokenizers: dict, weights: dict) -> "Translator":
@@ -88,7 +96,9 @@ class Translator(Bundle):
                    "rows in the model's source embedding (weights.pt)")
         check_size("tokens in target_tokenizer.json", tokenizers["target"].vocab_size, net.dims["tgt_vocab"],
                    "rows in the model's target embedding (weights.pt)")
-        return cls(net.eval(), tokenizers["source"], tokenizers["target"])
+        languages = meta.get("languages") or {}  # bundles written before languages were recorded: unknown
+        return cls(net.eval(), tokenizers["source"], tokenizers["target"],
+                   (languages.get("source"), languages.get("target")))
 
     def serve(self, texts: list[str], params: dict) -> dict[str, list]:
         params = {**self.serve_params, **(params or {})}

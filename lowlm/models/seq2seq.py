@@ -148,6 +148,32 @@ class Seq2Seq(nn.Module):
         return torch.stack(tokens, dim=1), torch.stack(attention, dim=1)
 
     @torch.no_grad()
+    def sample(self, src: torch.Tensor, src_lengths: torch.Tensor, max_length: int = 64, top_k: int = 0,
+               temperature: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Ids (B, L) drawn token by token from the model's distribution (softened or sharpened by
+        ``temperature``, cut to the ``top_k`` likeliest tokens when ``top_k`` > 0), padded after [EOS].
+        Sampled back-translations (Edunov et al. 2018) come from here; ``generator`` makes them repeatable."""
+        enc, hidden = self.encode(src, src_lengths)
+        feed = self.initial_feed(hidden)
+        prev = torch.full((src.shape[0],), BOS_ID, dtype=torch.long, device=src.device)
+        done = torch.zeros_like(prev, dtype=torch.bool)
+        tokens = []
+        for _ in range(max_length):
+            logp, hidden, feed, _ = self.step(prev, hidden, feed, enc)
+            logits = logp / max(temperature, 1e-6)
+            if 0 < top_k < logits.shape[1]:
+                kth = logits.topk(top_k, dim=-1).values[:, -1:]
+                logits = logits.masked_fill(logits < kth, float("-inf"))
+            probs = torch.softmax(logits, dim=-1)
+            prev = torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(1).to(src.device)
+            prev = prev.masked_fill(done, PAD_ID)
+            tokens.append(prev)
+            done |= prev == EOS_ID
+            if done.all():
+                break
+        return torch.stack(tokens, dim=1)
+
+    @torch.no_grad()
     def beam_search(self, src: torch.Tensor, src_lengths: torch.Tensor, beam_size: int = 5,
                     max_length: int = 64, length_penalty: float = 1.0) -> torch.Tensor:
         """Best hypothesis per input by total log-probability / length**length_penalty: ids (B, L)."""

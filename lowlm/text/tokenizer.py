@@ -8,8 +8,9 @@ One class, ``Tokenizer``, with train / encode / decode / save / load, whatever t
 >>> Tokenizer.from_json(tok.to_json()).encode("the dog") == tok.encode("the dog")
 True
 
-Ids 0-3 are always ``[PAD]``, ``[UNK]``, ``[BOS]`` and ``[EOS]`` (the last two mark target
-sequences for the sequence-to-sequence models). Saved as the library's own JSON; nothing pickled.
+Ids 0-4 are always ``[PAD]``, ``[UNK]``, ``[BOS]``, ``[EOS]`` and ``[BT]`` (``[BOS]``/``[EOS]`` mark
+target sequences for the sequence-to-sequence models; ``[BT]`` starts back-translated sources, kept
+whole by every kind and never lowercased). Saved as the library's own JSON; nothing pickled.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from tokenizers import Tokenizer as _HFTokenizer
 
 PAD, UNK, BOS, EOS = "[PAD]", "[UNK]", "[BOS]", "[EOS]"
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
-SPECIALS = [PAD, UNK, BOS, EOS]
+BT_TAG, BT_TAG_ID = "[BT]", 4  # marks back-translated sources (tagged back-translation, Caswell et al. 2019)
+SPECIALS = [PAD, UNK, BOS, EOS, BT_TAG]
 Kind = Literal["word", "bpe", "char"]
 
 
