@@ -63,18 +63,21 @@ def map_shards(task, parameters: list[dict], config, what: str = "augment") -> l
         return [f.result() for f in futures]
 
 
-def _preset_translator(preset: str) -> str:
-    """Train (or find cached) and register the seq2seq ``preset``; the URI of the version it registered."""
+def _preset_config(ref: ModelRef):
+    return load_pipeline_config(ref.preset, ref.overrides)
+
+
+def _preset_translator(ref: ModelRef) -> str:
+    """Train (or find cached) and register the seq2seq preset ``ref`` names; the URI of the version it registered."""
     from flows.seq2seq import seq2seq
 
-    config = load_pipeline_config(preset)
-    result = seq2seq(config)
+    result = seq2seq(_preset_config(ref))
     model = result["model"]
     return f"models:/{model['name']}/{model['version']}"
 
 
 def _preset_languages(ref: ModelRef, where: str) -> tuple[str | None, str | None]:
-    config = load_pipeline_config(ref.preset)
+    config = _preset_config(ref)
     if getattr(config, "task", None) != "seq2seq":
         raise TranslatorRefError(f"{where}: preset {ref.preset} is a {config.task} pipeline, not a translator")
     return config.corpus.source_language, config.corpus.target_language
@@ -97,7 +100,7 @@ def resolve_translators(refs: dict[str, list[ModelRef]], languages: dict[str, tu
     for name, chain in refs.items():
         handles[name] = []
         for ref, handle in zip(chain, fetched[name]):
-            handle = handle or fetch_translator(_preset_translator(ref.preset), work.path, tracking_uri)
+            handle = handle or fetch_translator(_preset_translator(ref), work.path, tracking_uri)
             handle["ref"] = ref.name
             handles[name].append(handle)
         check_chain([tuple(h["languages"]) for h in handles[name]], *languages[name],

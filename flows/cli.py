@@ -228,11 +228,16 @@ def exit_code(exc: BaseException) -> int:
 
     from lowlm.data.corpus import CorpusError
     from lowlm.inference.bundle import BundleError
+    from lowlm.robustness.augment import WordNetMissing
+    from lowlm.robustness.backtranslation import LanguageMismatch
+    from tasks.translators import TranslatorRefError
 
+    bad_input = (CorpusError, BundleError, ValidationError, FileNotFoundError, IsADirectoryError, LanguageMismatch,
+                 TranslatorRefError, WordNetMissing)
     seen = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
-        if isinstance(exc, (CorpusError, BundleError, ValidationError, FileNotFoundError, IsADirectoryError)):
+        if isinstance(exc, bad_input):
             return 2
         if isinstance(exc, MlflowException) and exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
             return 2

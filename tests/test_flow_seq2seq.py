@@ -239,3 +239,31 @@ def test_a_reverse_model_of_the_wrong_languages_or_kind_fails_before_any_work(
     message = str(state.result(raise_on_failure=False))
     assert "models:/bt-not-a-translator/1" in message and "is a classifier, not a translator" in message, message
     assert task_states(state.state_details.flow_run_id) == {}
+
+
+def test_classification_rows_get_round_trip_paraphrases_from_a_preset_and_a_registered_model(
+        reverse_model, sample_csv, tmp_path, tracking_uri):
+    """en -> de by a preset the flow trains first (as its own pipeline run), then de -> en by bt-reverse."""
+    from flows.classification import classification
+
+    preset = {"preset": "translate-sample", "overrides": {
+        "work_dir": str(tmp_path / "preset"), "experiment": "bt-preset", "registry.model_name": "bt-preset-en-de",
+        "train.epochs": 6, "train.progress": False, "decode.select": False, "augment.enabled": False}}
+    config = load_pipeline_config("sample", {
+        "corpus.path": str(sample_csv), "work_dir": str(tmp_path / "work"), "experiment": "bt-classify",
+        "registry.model_name": "bt-classify", "train.epochs": 2, "train.progress": False,
+        "fewshot.enabled": False, "attack.enabled": False, "augment.shard_rows": 100,
+        "augment.augmenters": [{"kind": "backtranslation", "ratio": 0.5, "models": [preset, {"uri": "models:/bt-reverse@champion"}],
+                                "generation": {"method": "sample", "top_k": 5, "max_length": 30}}]})
+    state = classification(config, return_state=True)
+    assert state.is_completed(), state.message
+    client = MlflowClient(tracking_uri)
+    trained = client.get_model_version_by_alias("bt-preset-en-de", "champion")  # the preset ran and registered
+    augment = stage_runs(client, state.result()["mlflow_run_id"])["augment"]
+    tags, metrics = augment.data.tags, augment.data.metrics
+    assert tags["translator.backtranslation.0"] == f"models:/bt-preset-en-de/{trained.version} (preset translate-sample)"
+    assert tags["translator.backtranslation.1"].startswith("models:/bt-reverse/")
+    assert metrics["rows_backtranslation"] > 0 and metrics["rows_made_backtranslation"] >= metrics["rows_backtranslation"]
+    train = pd.read_parquet(next((tmp_path / "work" / "augment").glob("*/train.parquet")))
+    original = pd.read_csv(sample_csv)
+    assert len(train) == metrics["rows_train"] and set(train["label"]) <= set(original["label"].astype(str))

@@ -11,7 +11,7 @@ translators named by a registered model URI or by a preset the flow trains first
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, model_validator
 
@@ -56,11 +56,15 @@ class ModelRef(_Strict):
 
     uri: str | None = Field(None, description="models:/NAME@alias or models:/NAME/VERSION")
     preset: str | None = Field(None, description="A seq2seq preset (name under configs/ or a YAML path).")
+    overrides: dict[str, Any] = Field(default_factory=dict, description="With preset: dotted settings changed "
+                                                                        "in it, as `--set` does (e.g. train.epochs).")
 
     @model_validator(mode="after")
     def _one(self) -> "ModelRef":
         if (self.uri is None) == (self.preset is None):
             raise ValueError("give exactly one of uri (a registered model) and preset (trained first)")
+        if self.overrides and self.preset is None:
+            raise ValueError("overrides change a preset: give them with preset, not with uri")
         if self.uri is not None and not self.uri.startswith("models:/"):
             raise ValueError(f"uri must be a registered model, models:/NAME@alias or models:/NAME/VERSION; "
                              f"got {self.uri!r}")
