@@ -195,3 +195,24 @@ def test_round_trip_augmenter_in_the_chain(tiny_translator):
     texts = ["the dog runs .", "a woman eats an apple .", "the children play in the park ."]
     kept, _ = augment_texts(texts, [cfg], seed=0, translators=lambda name, c: [translator])
     assert kept and all(r.augmenter == "backtranslation" and r.text not in texts for r in kept)
+
+
+def test_rows_do_not_depend_on_the_process(tmp_path):
+    """Python's string hashing differs per process; nlpaug's misspelling lists follow it unless sorted."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    script = ("import json, sys; from lowlm.config.augment import NoiseAugmenter, EdaAugmenter; "
+              "from lowlm.robustness.augment import augment_texts; "
+              f"texts = {TEXTS * 5!r}; "
+              "cfgs = [NoiseAugmenter(kind=k, ratio=2) for k in ('spelling', 'synonym', 'keyboard')] + [EdaAugmenter(ratio=2)]; "
+              "kept, _ = augment_texts(texts, cfgs, seed=0); print(json.dumps([(r.row, r.text) for r in kept]))")
+    outputs = []
+    for hash_seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=ROOT,
+                              timeout=120, check=True)
+        outputs.append(json.loads(done.stdout))
+    assert outputs[0] == outputs[1] and len(outputs[0]) > 20

@@ -92,7 +92,8 @@ class BackTranslationAugmenter(_Strict):
     config instead (synthetic sources for target-side text)."""
 
     kind: Literal["backtranslation"] = "backtranslation"
-    ratio: float = Field(1.0, gt=0, le=1, description="Share of source rows paraphrased (one each).")
+    ratio: float = Field(1.0, gt=0, le=32, description="Paraphrases per source row, on average; above 1 only "
+                                                        "sampling gives different ones (beam repeats are dropped).")
     models: list[ModelRef] = Field(min_length=1, description="Translators applied in order; the first reads the "
                                                              "corpus language, the last writes it.")
     generation: GenerationConfig = Field(default_factory=lambda: GenerationConfig(method="sample"))

@@ -116,10 +116,22 @@ def noise_op(kind: str, p: float):
     if kind == "random_delete":
         return naw.RandomWordAug(action="delete", aug_p=p, aug_min=1)
     if kind == "spelling":
-        return naw.SpellingAug(aug_p=p, aug_min=1)
+        return _ordered_spelling(naw.SpellingAug(aug_p=p, aug_min=1))
     if kind == "keyboard":
         return nac.KeyboardAug(aug_char_p=p, aug_word_p=p, include_numeric=False, include_special_char=False)
     raise ValueError(f"unknown augmenter kind {kind!r}")
+
+
+def _ordered_spelling(augmenter):
+    """nlpaug keeps each word's misspellings as ``list(set(...))``, in an order that Python's string
+    hashing (``PYTHONHASHSEED``) changes from process to process, so seeded draws would differ between
+    processes. Its dictionary is loaded once per process: sort it once."""
+    model = augmenter.model
+    if not getattr(model, "_lowlm_sorted", False):
+        for word, candidates in model.dict.items():
+            model.dict[word] = sorted(candidates)
+        model._lowlm_sorted = True
+    return augmenter
 
 
 @dataclass(frozen=True)
