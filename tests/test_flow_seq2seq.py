@@ -148,7 +148,7 @@ def reverse_model(prefect_harness, tmp_path_factory):
     for seed in (1, 2):
         config = load_pipeline_config("translate-sample-reverse", {
             "work_dir": str(work), "experiment": "bt-reverse", "registry.model_name": "bt-reverse",
-            "train.epochs": 6, "train.seed": seed, "train.progress": False, "model.hidden_dim": 64,
+            "train.epochs": 4, "train.seed": seed, "train.progress": False, "model.hidden_dim": 64,
             "decode.select": False}, Seq2SeqPipelineConfig)
         state = seq2seq(config, return_state=True)
         assert state.is_completed(), state.message
@@ -248,7 +248,7 @@ def test_classification_rows_get_round_trip_paraphrases_from_a_preset_and_a_regi
 
     preset = {"preset": "translate-sample", "overrides": {
         "work_dir": str(tmp_path / "preset"), "experiment": "bt-preset", "registry.model_name": "bt-preset-en-de",
-        "train.epochs": 6, "train.progress": False, "decode.select": False, "augment.enabled": False}}
+        "train.epochs": 3, "train.progress": False, "decode.select": False, "augment.enabled": False}}
     config = load_pipeline_config("sample", {
         "corpus.path": str(sample_csv), "work_dir": str(tmp_path / "work"), "experiment": "bt-classify",
         "registry.model_name": "bt-classify", "train.epochs": 2, "train.progress": False,
