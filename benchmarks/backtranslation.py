@@ -44,7 +44,7 @@ from lowlm.inference.translator import Translator  # noqa: E402
 from lowlm.models.kinds import build_model  # noqa: E402
 from lowlm.robustness.backtranslation import BackTranslationAug, Generation  # noqa: E402
 from lowlm.text.batching import PairBatches  # noqa: E402
-from lowlm.text.tokenizer import Tokenizer  # noqa: E402
+from lowlm.text.tokenizer import BT_TAG, Tokenizer  # noqa: E402
 from lowlm.training.objectives import train_translator  # noqa: E402
 from lowlm.training.trainer import EpochMetrics, seed_everything  # noqa: E402
 
@@ -76,7 +76,7 @@ def save_run(row: dict) -> None:
 
 def fit_tokenizer(texts, c) -> Tokenizer:
     return Tokenizer.train(texts, kind=c.kind, vocab_size=c.vocab_size, min_frequency=c.min_frequency,
-                           lowercase=c.lowercase, nfkc=c.nfkc, max_length=c.max_length)
+                           lowercase=c.lowercase, nfkc=c.nfkc, max_length=c.max_length, reserved=[BT_TAG])
 
 
 def train(name: str, pairs, val, config: Seq2SeqPipelineConfig, languages, source_cfg, target_cfg) -> tuple[Translator, dict]:

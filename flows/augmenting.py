@@ -23,7 +23,7 @@ from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from lowlm.config import load_pipeline_config
-from lowlm.config.augment import BackTranslationAugmenter, ModelRef
+from lowlm.config.augment import BackTranslationAugmenter, ModelRef, TaggedBackTranslation
 from lowlm.data.corpus import files_fingerprint
 from lowlm.robustness.augment import augmenter_names, shards
 from lowlm.robustness.backtranslation import check_chain
@@ -158,7 +158,7 @@ def augment_pair_split(corpus: dict, config, work: WorkFolder, tracking, transla
         if bt is not None:
             monolingual = work(ingest_monolingual)(corpus, bt.monolingual, work.path,
                                                    fingerprint=files_fingerprint([bt.monolingual.path]))
-            chain = [(BT, BackTranslationAugmenter(ratio=1, models=[bt.reverse], generation=bt.generation, tag=bt.tag))]
+            chain = [(BT, TaggedBackTranslation(ratio=1, models=[bt.reverse], generation=bt.generation, tag=bt.tag))]
             bt_parts = map_shards(work(augment_shard), _shard_parameters(
                 monolingual["path"], monolingual["digest"], "target", monolingual["rows"], chain, config,
                 translators, work), config, what="back-translation")

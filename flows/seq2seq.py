@@ -18,6 +18,7 @@ from prefect import flow
 
 from lowlm.config import Seq2SeqPipelineConfig
 from lowlm.data.pairs import pairs_fingerprint
+from lowlm.text.tokenizer import BT_TAG
 from flows.augmenting import augment_pair_split, seq2seq_translators
 from flows.runtime import guard_api_run
 from tasks._cache import WorkFolder
@@ -39,7 +40,9 @@ def seq2seq(config: Seq2SeqPipelineConfig, resume: bool = False) -> dict:
     with pipeline_run("seq2seq", config) as tracking:
 
         corpus = work(ingest_pairs)(config.corpus, work.path, tracking, fingerprint=pairs_fingerprint(config.corpus))
-        vocab = work(tokenize_pairs)(corpus, config.tokenizer, work.path, tracking)
+        bt = config.augment.backtranslation if config.augment.enabled else None
+        reserved = [BT_TAG] if bt is not None and bt.tag else []  # tagged back-translation: the tag is one token
+        vocab = work(tokenize_pairs)(corpus, config.tokenizer, work.path, tracking, reserved=reserved)
         train_split = augment_pair_split(corpus, config.augment, work, tracking, translators)
         trained = work(train_seq2seq)(corpus, train_split, vocab, config.model, config.train, work.path, tracking,
                                       resume=resume)

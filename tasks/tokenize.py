@@ -55,14 +55,18 @@ def _logger():
         return logging.getLogger("lowlm.tokenize")
 
 
-def _train_tokenizer(texts, config: TokenizerConfig) -> Tokenizer:
+def _train_tokenizer(texts, config: TokenizerConfig, reserved=()) -> Tokenizer:
     return Tokenizer.train(texts, kind=config.kind, vocab_size=config.vocab_size, min_frequency=config.min_frequency,
-                           lowercase=config.lowercase, nfkc=config.nfkc, max_length=config.max_length)
+                           lowercase=config.lowercase, nfkc=config.nfkc, max_length=config.max_length,
+                           reserved=reserved)
 
 
 @task(name="tokenize-pairs", **STAGE_OPTIONS)
-def tokenize_pairs(corpus: dict, config: PairTokenizerConfig, work_dir: str, tracking: Tracking) -> dict:
-    """Source and target vocabularies, separate or joint, fitted on the training pairs."""
+def tokenize_pairs(corpus: dict, config: PairTokenizerConfig, work_dir: str, tracking: Tracking,
+                   reserved: list[str] | None = None) -> dict:
+    """Source and target vocabularies, separate or joint, fitted on the training pairs; ``reserved``
+    tokens (the back-translation tag) get their own source ids."""
+    reserved = list(reserved or [])
     with stage_run(tracking, "tokenize"):
         mlflow.log_params({"tokenizer.joint": config.joint,
                            **{f"tokenizer.source.{k}": v for k, v in config.source.model_dump().items()},
@@ -70,13 +74,15 @@ def tokenize_pairs(corpus: dict, config: PairTokenizerConfig, work_dir: str, tra
         train = pd.read_parquet(corpus["splits"]["train"])
         sources, targets = train["source"].tolist(), train["target"].tolist()
         validation = pd.read_parquet(corpus["splits"]["validation"])
-        folder = output_dir(work_dir, "tokenize-pairs", digest_of(config, corpus["digests"]["train"]))
+        folder = output_dir(work_dir, "tokenize-pairs", digest_of(config, corpus["digests"]["train"], reserved))
+        if reserved:
+            mlflow.log_param("tokenizer.source.reserved", reserved)
         if config.joint:
-            source = _train_tokenizer(sources + targets, config.source)
+            source = _train_tokenizer(sources + targets, config.source, reserved)
             target = Tokenizer.from_json(source.to_json())
             target.max_length = config.target.max_length
         else:
-            source, target = _train_tokenizer(sources, config.source), _train_tokenizer(targets, config.target)
+            source, target = _train_tokenizer(sources, config.source, reserved), _train_tokenizer(targets, config.target)
         paths = {"source": source.save(folder / "source_tokenizer.json"),
                  "target": target.save(folder / "target_tokenizer.json")}
         for side, tok in (("source", source), ("target", target)):

@@ -135,7 +135,7 @@ def tiny_translator():
 
     pairs = [line.split("\t") for line in (ROOT / "data/parallel/en_de.tsv").read_text().splitlines()]
     train, val = pairs[:360], pairs[360:]
-    src = Tokenizer.train([s for s, _ in train], kind="word")
+    src = Tokenizer.train([s for s, _ in train], kind="word", reserved=[BT_TAG])
     tgt = Tokenizer.train([t for _, t in train], kind="word", lowercase=False)
     seed_everything(3)
     net = build_model(Seq2SeqModelConfig(embedding_dim=32, hidden_dim=64, attention_dim=32, dropout=0.1),

@@ -203,6 +203,10 @@ def test_back_translated_pairs_are_tagged_tracked_and_cached_on_the_reverse_mode
     assert len(tagged) == metrics["rows_backtranslation"]
     assert set(tagged["target"]) <= mono
     assert not train[~train["source"].str.startswith("[BT] ")]["target"].isin(mono).any()
+    from lowlm.text.tokenizer import Tokenizer
+
+    source_vocab = Tokenizer.load(next((work / "tokenize-pairs").glob("*/source_tokenizer.json")))
+    assert source_vocab.encode("[BT] ein hund")[0] == source_vocab.tokens().index("[BT]")  # one reserved token
 
     again = seq2seq(config, return_state=True)  # unchanged: every augment step is a cache hit
     steps = {"augment-shard", "augment-pairs", "ingest-monolingual"}

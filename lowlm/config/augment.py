@@ -97,7 +97,13 @@ class BackTranslationAugmenter(_Strict):
     models: list[ModelRef] = Field(min_length=1, description="Translators applied in order; the first reads the "
                                                              "corpus language, the last writes it.")
     generation: GenerationConfig = Field(default_factory=lambda: GenerationConfig(method="sample"))
-    tag: bool = Field(False, description="Start each output with the reserved [BT] token.")
+
+
+class TaggedBackTranslation(BackTranslationAugmenter):
+    """Back-translation for a translation pipeline's pairs (built from ``PairBackTranslation``): with
+    ``tag``, outputs start with the [BT] token that pipeline's source tokenizer reserves."""
+
+    tag: bool = False
 
 
 AugmenterConfig = Annotated[Union[NoiseAugmenter, EdaAugmenter, BackTranslationAugmenter], Field(discriminator="kind")]

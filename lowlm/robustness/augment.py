@@ -181,7 +181,7 @@ def augment_shard(texts: Sequence[str], rows: Sequence[int], augmenters: Sequenc
             g = cfg.generation
             aug = BackTranslationAug(translators(name, cfg), Generation(g.method, g.beam_size, g.top_k,
                                                                         g.temperature, g.max_length, g.batch_size),
-                                     tag=cfg.tag, seed=shard_seed)
+                                     tag=getattr(cfg, "tag", False), seed=shard_seed)
             results = aug.augment([t for _, t, _ in jobs])
             out += [NewRow(r, name, new) for (r, _, _), new in zip(jobs, results)]
             continue

@@ -8,9 +8,9 @@ One class, ``Tokenizer``, with train / encode / decode / save / load, whatever t
 >>> Tokenizer.from_json(tok.to_json()).encode("the dog") == tok.encode("the dog")
 True
 
-Ids 0-4 are always ``[PAD]``, ``[UNK]``, ``[BOS]``, ``[EOS]`` and ``[BT]`` (``[BOS]``/``[EOS]`` mark
-target sequences for the sequence-to-sequence models; ``[BT]`` starts back-translated sources, kept
-whole by every kind and never lowercased). Saved as the library's own JSON; nothing pickled.
+Ids 0-3 are always ``[PAD]``, ``[UNK]``, ``[BOS]`` and ``[EOS]`` (the last two mark target
+sequences for the sequence-to-sequence models). ``reserved`` tokens (``[BT]``, which starts
+back-translated sources) follow them: each stays one token whatever the kind, never lowercased. Saved as the library's own JSON; nothing pickled.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from tokenizers import Tokenizer as _HFTokenizer
 
 PAD, UNK, BOS, EOS = "[PAD]", "[UNK]", "[BOS]", "[EOS]"
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
-BT_TAG, BT_TAG_ID = "[BT]", 4  # marks back-translated sources (tagged back-translation, Caswell et al. 2019)
-SPECIALS = [PAD, UNK, BOS, EOS, BT_TAG]
+SPECIALS = [PAD, UNK, BOS, EOS]
+BT_TAG = "[BT]"  # marks back-translated sources (tagged back-translation, Caswell et al. 2019): a reserved token
 Kind = Literal["word", "bpe", "char"]
 
 
@@ -119,15 +119,17 @@ class Tokenizer:
         lowercase: bool = True,
         nfkc: bool = True,
         max_length: int = 128,
+        reserved: Sequence[str] = (),
     ) -> "Tokenizer":
         backend = _build(kind, lowercase, nfkc)
+        specials = SPECIALS + [t for t in reserved if t not in SPECIALS]
         if kind == "bpe":
             trainer = trainers.BpeTrainer(
-                vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=SPECIALS, show_progress=False
+                vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=specials, show_progress=False
             )
         else:
             trainer = trainers.WordLevelTrainer(
-                vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=SPECIALS, show_progress=False
+                vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=specials, show_progress=False
             )
         backend.train_from_iterator(list(texts), trainer=trainer)
         return cls(backend, kind, max_length)
