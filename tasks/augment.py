@@ -43,9 +43,8 @@ def augment_shard(split: str, split_digest: str, column: str, start: int, stop: 
     def models(name: str, cfg: BackTranslationAugmenter) -> list[Translator]:
         return [_translator(h["path"], h["digest"]) for h in translators[name]]
 
-    named = [(name, cfg) for name, cfg in augmenters]
-    rows = run_shard(texts, list(range(start, stop)), named, seed, shard, models)
-    key = digest_of(split_digest, column, start, stop, [[n, c] for n, c in named], seed, shard, translators)
+    rows = run_shard(texts, list(range(start, stop)), augmenters, seed, shard, models)
+    key = digest_of(split_digest, column, start, stop, [[n, c] for n, c in augmenters], seed, shard, translators)
     path = output_dir(work_dir, "augment-shards", key) / "rows.parquet"
     pd.DataFrame({"row": [r.row for r in rows], "augmenter": [r.augmenter for r in rows],
                   "text": [r.text for r in rows]}).to_parquet(path, index=False)
@@ -59,13 +58,16 @@ def _new_rows(parts: list[dict]) -> list[NewRow]:
 
 
 def _log_counts(names: list[str], made: list[NewRow], kept: list[NewRow], dropped, train_rows: int,
-                total_rows: int) -> None:
+                total_rows: int) -> dict[str, int]:
+    """Log the row counts (made and kept per augmenter, dropped per reason); returns the kept counts."""
+    counts = {name: sum(r.augmenter == name for r in kept) for name in names}
     metrics = {"rows_train": total_rows, "rows_original": train_rows, "rows_added": total_rows - train_rows}
     for name in names:
         metrics[f"rows_made_{name}"] = sum(r.augmenter == name for r in made)
-        metrics[f"rows_{name}"] = sum(r.augmenter == name for r in kept)
+        metrics[f"rows_{name}"] = counts[name]
     metrics.update({f"dropped_{reason}": n for reason, n in dropped.items()})
     mlflow.log_metrics(metrics)
+    return counts
 
 
 def _log_translators(translators: dict) -> None:
@@ -106,12 +108,11 @@ def augment(corpus: dict, config: AugmentConfig, parts: list[dict], work_dir: st
         path = output_dir(work_dir, "augment", key) / "train.parquet"
         combined.to_parquet(path, index=False)
         names = augmenter_names(config.augmenters)
-        _log_counts(names, made, kept, dropped, len(train), len(combined))
+        counts = _log_counts(names, made, kept, dropped, len(train), len(combined))
         sample = pd.DataFrame({"augmenter": [r.augmenter for r in kept], "original": train["text"].iloc[[r.row for r in kept]].tolist(),
                                "augmented": new["text"].tolist(), "label": new["label"].astype(str).tolist()})
         log_table(_spread(sample, config.sample_rows), "augmented_sample.json")
         log_dataset(combined, name="augment-train", digest=digest, source=str(path), context="train")
-        counts = {n: sum(r.augmenter == n for r in kept) for n in names}
         return {"train": str(path), "digest": digest, "added": len(combined) - len(train), "counts": counts}
 
 
@@ -183,8 +184,7 @@ def augment_pairs(corpus: dict, config: PairAugmentConfig, parts: list[dict], wo
         key = digest_of(config, corpus["digests"]["train"], monolingual and monolingual["digest"], translators)
         path = output_dir(work_dir, "augment-pairs", key) / "train.parquet"
         combined.to_parquet(path, index=False)
-        _log_counts(names, made, kept, dropped, len(train), len(combined))
+        counts = _log_counts(names, made, kept, dropped, len(train), len(combined))
         log_table(_spread(sample.reset_index(drop=True), config.sample_rows), "augmented_sample.json")
         log_dataset(combined, name="augment-train", digest=digest, source=str(path), context="train", targets="target")
-        counts = {n: sum(r.augmenter == n for r in kept) for n in names}
         return {"train": str(path), "digest": digest, "added": len(combined) - len(train), "counts": counts}

@@ -220,16 +220,15 @@ def keep_new(originals: Sequence[str], rows: Sequence[NewRow]) -> tuple[list[New
     """The rows worth adding, in order; and how many were dropped, by reason: ``empty``, ``unchanged``
     (equal to its source), ``original`` (equal to another original text), ``repeat`` (an earlier new row).
     Texts compare as lowercased tokens (``"wit ,"`` is ``"wit,"``); a ``[BT]`` tag does not count."""
-    norm = _norm
 
-    known = {norm(t) for t in originals}
+    known = {_norm(t) for t in originals}
     seen: set[str] = set()
     kept, dropped = [], Counter()
     for row in rows:
-        text = norm(row.text or "")
+        text = _norm(row.text or "")
         if not text:
             dropped["empty"] += 1
-        elif text == norm(originals[row.row]):
+        elif text == _norm(originals[row.row]):
             dropped["unchanged"] += 1
         elif text in known:
             dropped["original"] += 1
