@@ -97,7 +97,7 @@ def test_variants_learn_to_copy(options):
     torch.manual_seed(0)
     model = Seq2Seq(Seq2SeqModelConfig(embedding_dim=32, hidden_dim=64, attention_dim=64, dropout=0.0, **options), V, V)
     pairs = make_pairs(2000, seed=2, task="copy")
-    train(model, pairs, epochs=3)
+    train(model, pairs, epochs=5)  # 3 sat on the edge: 19% or 88% exact by the seed on one CPU, 100% after 5
     held_out = make_pairs(100, seed=98, task="copy")
     src, lengths = pad([s for s, _ in held_out])
     assert exact_match(model.beam_search(src, lengths, beam_size=3, max_length=12), held_out) >= 0.9
