@@ -1,10 +1,13 @@
 """Text classification as a Prefect DAG, tracked in MLflow.
 
-    (translators for back-translation, resolved first)
-    ingest ─> ingest-fewshot ─> tokenize ─> augment (shards) ─> train ─> adversarial
-                                                          ├────> fewshot (on the second corpus)
-                                                          └────> evaluate ─> register
+    (translators for back-translation, and the champion to attack: resolved first)
+    ingest ─> ingest-fewshot ─> tokenize ─> augment (shards) ─> [probe] ─> adversarial ─> train
+        ├────> fewshot (on the second corpus)
+        └────> evaluate ─> evaluate-attack ─> register
 
+The adversarial stage attacks the registry's champion (or, when there is none, a probe model trained
+here) and adds the examples that fooled it to the training split; evaluate-attack measures the new
+model under the same attack, and the gate can require a minimum accuracy under attack.
 The few-shot corpus is read and checked before anything trains: a bad one fails fast.
 
 One flow run is one MLflow parent run; each stage logs to its own nested run.
@@ -18,16 +21,18 @@ import sys
 
 from prefect import flow
 
-from lowlm.config import PipelineConfig
+from lowlm.config import PipelineConfig, TrainConfig
+from lowlm.config.attack import PerturbationConfig
 from lowlm.data.corpus import corpus_fingerprint
 from flows.augmenting import augment_split, classification_translators
 from flows.runtime import guard_api_run
 from tasks._cache import WorkFolder
 from tasks._stage import pipeline_run, tracking_uri
-from tasks.adversarial import adversarial
+from tasks.adversarial import adversarial, robustness
 from tasks.evaluate import evaluate
 from tasks.fewshot import fewshot
 from tasks.ingest import ingest
+from tasks.registered import fetch_champion, fetch_classifier
 from tasks.register import register
 from tasks.summarize import summarize
 from tasks.tokenize import tokenize
@@ -40,6 +45,7 @@ def classification(config: PipelineConfig, resume: bool = False) -> dict:
     guard_api_run(config)  # a run started through the API reads and writes only where its deployment allows
     work = WorkFolder(config.work_dir)  # stage outputs and their cached results live here
     translators = classification_translators(config, work, tracking_uri())  # one version each, checked now
+    champion = attack_target(config, work)  # the version to attack, resolved now (None: a probe)
     with pipeline_run("classification", config) as tracking:
 
         corpus = work(ingest)(config.corpus, work.path, tracking, fingerprint=corpus_fingerprint(config.corpus))
@@ -50,23 +56,64 @@ def classification(config: PipelineConfig, resume: bool = False) -> dict:
                 fingerprint=corpus_fingerprint(config.fewshot.corpus))
         vocab = work(tokenize)(corpus, config.tokenizer, work.path, tracking)
         train_split = augment_split(corpus, config.augment, work, tracking, translators)
+        if config.attack.generate.enabled:
+            victim = victim_of(champion, corpus, work) or work(train.with_options(name="probe"))(
+                corpus, train_split, vocab, config.model, probe_settings(config), work.path, tracking, stage="probe")
+            train_split = work(adversarial)(corpus, train_split, victim, config.attack, work.path, tracking)
+        refresh = config.attack if config.attack.refresh.every else None
         trained = work(train)(corpus, train_split, vocab, config.model, config.train, work.path, tracking,
-                              resume=resume, calibration=config.calibration)
-        attack = work(adversarial)(corpus, trained, config.attack, tracking)
+                              resume=resume, calibration=config.calibration, attack=refresh)
         transfer = None
         if target is not None:
             transfer = work(fewshot)(target, trained, config.fewshot, work.path, tracking)
         evaluation = work(evaluate)(corpus, trained, tracking)
+        robust = work(robustness)(corpus, trained, config.attack, tracking)
+        evaluation = {**evaluation, "metrics": {**evaluation["metrics"], **robust["metrics"]},
+                      "robustness": robust.get("summary")}
         digests = {**corpus["digests"], "content": corpus["content_digest"], "train_augmented": train_split["digest"]}
         registered = register(corpus, trained, evaluation, config.task, config.registry.model_name,
-                              config.registry.metric, config.digest(), digests, tracking)
+                              config.registry.metric, config.digest(), digests, tracking,
+                              min_attacked_accuracy=config.registry.min_attacked_accuracy,
+                              attacked=train_split.get("attacked"))
 
         summary = {**evaluation["metrics"], "best_val": trained["best_val"]}
-        if attack.get("enabled"):
-            summary["attack_success_rate"] = attack["attack_success_rate"]
         if transfer:
             summary["fewshot_accuracy"] = transfer["fewshot_accuracy"]
         return summarize(summary, registered, tracking)
+
+
+def attack_target(config: PipelineConfig, work: WorkFolder) -> dict | None:
+    """The registered champion the adversarial stage attacks (one version, fetched and verified now), or
+    None when it trains a probe instead (no champion yet, ``attack.generate.target: probe``, or off)."""
+    generate = config.attack.generate
+    if not generate.enabled or generate.target != "champion":
+        return None
+    return fetch_champion(config.registry.model_name, work.path, tracking_uri())
+
+
+def victim_of(champion: dict | None, corpus: dict, work: WorkFolder) -> dict | None:
+    """The model whose adversarial examples join training: the champion when it was trained on other data
+    (new data: harden against the model in service); on the same data, the model that champion attacked
+    itself, so that every candidate on one corpus trains on the same adversarial rows (the gate compares
+    like with like) and an identical rerun rebuilds them (a cache hit) instead of hardening against its
+    own output. None: a probe."""
+    if champion is None:
+        return None
+    tags = champion["tags"]
+    handle = {k: v for k, v in champion.items() if k != "tags"}
+    if tags.get("data_digest.content") != corpus["content_digest"]:
+        return handle
+    earlier = tags.get("adversarial_target_version")
+    if not earlier or earlier == "probe":
+        return None
+    fetched = fetch_classifier(f"models:/{champion['name']}/{earlier}", work.path, tracking_uri())
+    return {k: v for k, v in fetched.items() if k != "tags"}
+
+
+def probe_settings(config: PipelineConfig) -> TrainConfig:
+    """The probe's trainer: the pipeline's settings, ``attack.generate.probe_epochs`` epochs, no perturbation."""
+    return config.train.model_copy(update={"epochs": config.attack.generate.probe_epochs,
+                                           "perturbation": PerturbationConfig()})
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -230,10 +230,10 @@ def exit_code(exc: BaseException) -> int:
     from lowlm.inference.bundle import BundleError
     from lowlm.robustness.augment import WordNetMissing
     from lowlm.robustness.backtranslation import LanguageMismatch
-    from tasks.translators import TranslatorRefError
+    from tasks.registered import RegisteredRefError
 
     bad_input = (CorpusError, BundleError, ValidationError, FileNotFoundError, IsADirectoryError, LanguageMismatch,
-                 TranslatorRefError, WordNetMissing)
+                 RegisteredRefError, WordNetMissing)
     seen = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))

@@ -47,7 +47,8 @@ def seq2seq(config: Seq2SeqPipelineConfig, resume: bool = False) -> dict:
         trained = work(train_seq2seq)(corpus, train_split, vocab, config.model, config.train, work.path, tracking,
                                       resume=resume)
         evaluation = work(evaluate_seq2seq)(corpus, trained, config.decode, config.train.bleu_tokenize, tracking,
-                                            metric=config.registry.metric)  # decoding chosen on validation
+                                            metric=config.registry.metric,  # decoding chosen on validation
+                                            noise=config.robustness)
         digests = {**corpus["digests"], "content": corpus["content_digest"], "train_augmented": train_split["digest"]}
         registered = register(corpus, trained, evaluation, config.task, config.registry.model_name,
                               config.registry.metric, config.digest(), digests, tracking)

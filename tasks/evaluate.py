@@ -8,14 +8,17 @@ import torch
 from prefect import task
 
 from lowlm.config import DecodeConfig
+from lowlm.config.attack import SourceNoiseConfig
 from lowlm.config.data import OUT_OF_SCOPE
 from lowlm.data.corpus import encode_labels, encode_scoped
 from lowlm.evaluation.calibration import expected_calibration_error
 from lowlm.evaluation.decoding import Decoding, candidates, choose_decoding
-from lowlm.evaluation.metrics import bleu, chrf, classification_report, majority_baseline, rouge
+from lowlm.evaluation.metrics import bleu, chrf, classification_report, majority_baseline, rouge, score_texts
 from lowlm.evaluation.plots import attention_figure, attention_matrix_figure, confusion_matrix_figure
 from lowlm.inference.classifier import TextClassifier
 from lowlm.inference.translator import Translator
+from lowlm.robustness.augment import check_wordnet
+from lowlm.robustness.noise import source_noise
 from tasks._cache import STAGE_OPTIONS
 from tasks._stage import Tracking, log_dataset, log_figure, log_json, log_table, stage_run
 
@@ -73,8 +76,9 @@ def _log_attention(classifier: TextClassifier, texts: list[str], labels: list[st
 
 @task(name="evaluate-seq2seq", **STAGE_OPTIONS)
 def evaluate_seq2seq(corpus: dict, trained: dict, decode: DecodeConfig, bleu_tokenize: str,
-                     tracking: Tracking, metric: str = "bleu") -> dict:
-    """BLEU, chrF and ROUGE of detokenised output against the raw test references; attention maps."""
+                     tracking: Tracking, metric: str = "bleu", noise: SourceNoiseConfig | None = None) -> dict:
+    """BLEU, chrF and ROUGE of detokenised output against the raw test references; attention maps; with
+    ``noise``, the metric of greedy output on noisy test sources beside the clean one (``test_<metric>_drop_<kind>``)."""
     with stage_run(tracking, "evaluate"):
         mlflow.log_params({f"decode.{k}": v for k, v in decode.model_dump().items()})
         translator = Translator.load(trained["model_dir"])
@@ -101,12 +105,33 @@ def evaluate_seq2seq(corpus: dict, trained: dict, decode: DecodeConfig, bleu_tok
         mlflow.set_tag("decoding", chosen.name)
         mlflow.log_metrics(metrics)
         log_table(test.assign(greedy=greedy, beam=beam, chosen=best).head(200), "test_outputs.json")
+        if noise is not None and noise.enabled:
+            metrics.update(_source_noise(translator, test, noise, metric, bleu_tokenize, decode.max_length))
         for i, text in enumerate(sources[: decode.attention_samples]):
             src_tokens, out_tokens, weights = translator.attention(text, max_length=decode.max_length)
             log_figure(attention_matrix_figure(src_tokens, out_tokens, weights.numpy(), title=text[:80]),
                        f"plots/attention_{i}.png")
         return {"metrics": metrics, "test_digest": corpus["digests"]["test"], "bleu_tokenize": bleu_tokenize,
                 "decoding": {"beam_size": chosen.beam_size, "length_penalty": chosen.length_penalty}}
+
+
+def _source_noise(translator: Translator, test: pd.DataFrame, noise: SourceNoiseConfig, metric: str,
+                  bleu_tokenize: str, max_length: int) -> dict:
+    """The metric's drop when a share of the test sources' words carry noise (greedy decoding, first pairs)."""
+    if "word" in noise.kinds:
+        check_wordnet()
+    mlflow.log_params({f"noise.{k}": v for k, v in noise.model_dump().items()})
+    head = test.head(noise.max_pairs)
+    found, rows = source_noise(lambda texts: translator.translate(texts, beam_size=1, max_length=max_length),
+                               head["source"].tolist(), head["target"].tolist(), noise.kinds, noise.fraction,
+                               noise.seed, lambda out, refs: score_texts(metric, out, refs, bleu_tokenize))
+    metrics = {f"test_{metric}_noise_clean": found["clean"]}
+    for kind in noise.kinds:
+        metrics.update({f"test_{metric}_noise_{kind}": found[kind], f"test_{metric}_drop_{kind}": found[f"drop_{kind}"],
+                        f"test_noise_words_changed_{kind}": found[f"words_changed_{kind}"]})
+    mlflow.log_metrics(metrics)
+    log_table(pd.DataFrame(rows), "test_source_noise.json")
+    return metrics
 
 
 def _chosen_decoding(translator: Translator, corpus: dict, decode: DecodeConfig, metric: str,

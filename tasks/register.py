@@ -31,7 +31,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from prefect import task
 
-from lowlm.evaluation.gate import CHALLENGER, CHAMPION, decide, rematch
+from lowlm.evaluation.gate import CHALLENGER, CHAMPION, Verdict, decide, rematch
 from lowlm.evaluation.metrics import accuracy, macro_f1, score_texts
 from lowlm.serving.pyfunc import TEXT_COLUMN, load, log_pyfunc
 from tasks._stage import Tracking, stage_run
@@ -108,12 +108,13 @@ def champion_metric(client: MlflowClient, name: str, corpus: dict, task: str, me
 
 
 def gate(client: MlflowClient, name: str, version: str, ours: float, corpus: dict, task: str, metric: str,
-         bleu_tokenize: str = "13a") -> dict:
+         bleu_tokenize: str = "13a", refused: str | None = None) -> dict:
     """Give new ``version`` (its test metric ``ours``) its alias: read the champion, compare, move the
     aliases and tag the version's ``gate`` reason, all under the model's lock (or compare-and-set where
-    there is none). Returns ``{alias, reason, champion_version, champion_score}``."""
+    there is none). ``refused``: why the version may not be champion whatever it scores (a requirement
+    it fails). Returns ``{alias, reason, champion_version, champion_score}``."""
     def decision(recheck: bool = False) -> dict:
-        return _decision(client, name, version, ours, corpus, task, metric, bleu_tokenize, recheck)
+        return _decision(client, name, version, ours, corpus, task, metric, bleu_tokenize, recheck, refused)
 
     with champion_lock(registry_uri(client), name) as lock:
         outcome = decision()
@@ -132,7 +133,7 @@ def gate(client: MlflowClient, name: str, version: str, ours: float, corpus: dic
 
 
 def _decision(client: MlflowClient, name: str, version: str, ours: float, corpus: dict, task: str, metric: str,
-              bleu_tokenize: str, recheck: bool) -> dict:
+              bleu_tokenize: str, recheck: bool, refused: str | None = None) -> dict:
     """Compare with the champion as it is now. ``recheck`` (compare-and-set, another version took the
     alias meanwhile): the rule both sides apply alike, a tie going to the lower version number."""
     champ_version, champ_score, how = champion_metric(client, name, corpus, task, metric, bleu_tokenize)
@@ -141,6 +142,8 @@ def _decision(client: MlflowClient, name: str, version: str, ours: float, corpus
     reason = how if champ_score is None else (
         f"{how}; new test_{metric} {ours:.4f} vs champion v{champ_version} {champ_score:.4f}"
         + (f" (re-checked: v{champ_version} took the alias meanwhile)" if recheck else ""))
+    if refused:
+        verdict, reason = Verdict(CHALLENGER, False), f"{refused}; {reason}"
     return {"alias": verdict.alias, "champion_version": champ_version,
             "champion_score": champ_score, "reason": reason}
 
@@ -207,11 +210,30 @@ def _remove_partial_models(run_id: str) -> None:
         shutil.rmtree(url2pathname(location.path), ignore_errors=True)
 
 
+def robustness_requirement(metrics: dict, minimum: float | None) -> str | None:
+    """Why a version may not become champion under ``registry.min_attacked_accuracy`` (None: it may).
+
+    >>> robustness_requirement({"val_attacked_accuracy": 0.30}, 0.4)
+    'val_attacked_accuracy 0.3000 is below registry.min_attacked_accuracy 0.4000'
+    >>> robustness_requirement({"val_attacked_accuracy": 0.50}, 0.4) is None
+    True
+    """
+    if minimum is None:
+        return None
+    value = metrics.get("val_attacked_accuracy")
+    if value is None:
+        return "no accuracy under attack was measured (attack.enabled is false) but registry.min_attacked_accuracy is set"
+    return None if value >= minimum else (
+        f"val_attacked_accuracy {value:.4f} is below registry.min_attacked_accuracy {minimum:.4f}")
+
+
 @task(name="register")
 def register(corpus: dict, trained: dict, evaluation: dict, task: str, model_name: str, metric: str,
-             config_hash: str, data_digests: dict, tracking: Tracking) -> dict:
+             config_hash: str, data_digests: dict, tracking: Tracking, min_attacked_accuracy: float | None = None,
+             attacked: dict | None = None) -> dict:
     """``task``: the pipeline's declared kind (``classification``, ``seq2seq``), which says how the
-    champion is re-scored."""
+    champion is re-scored. ``min_attacked_accuracy``: the robustness a champion needs (on validation);
+    ``attacked``: the model the adversarial stage attacked for training rows (tagged)."""
     client = MlflowClient(tracking.uri)
     with stage_run(tracking, "register"):
         same = [v for v in model_versions(client, model_name) if v.tags.get("model_digest") == trained["digest"]]
@@ -232,11 +254,17 @@ def register(corpus: dict, trained: dict, evaluation: dict, task: str, model_nam
                     "test_digest": corpus["digests"]["test"], "train_run_id": trained["run_id"],
                     **{f"data_digest.{k}": v for k, v in data_digests.items()},
                     **{k: f"{v:.6f}" for k, v in evaluation["metrics"].items()}}
+            if evaluation.get("robustness"):
+                tags["robustness"] = evaluation["robustness"]
+            if attacked and attacked.get("digest"):  # the model whose adversarial examples it trained on
+                tags["adversarial_target_version"] = attacked.get("version") or "probe"
+                tags["adversarial_target_digest"] = attacked["digest"]
             for key, value in tags.items():
                 client.set_model_version_tag(model_name, version.version, key, value)
             tag_digests(client, model_name, str(version.version), info.model_uri)  # verified before every load
             outcome = gate(client, model_name, str(version.version), ours, corpus, task, metric,
-                           evaluation.get("bleu_tokenize", "13a"))
+                           evaluation.get("bleu_tokenize", "13a"),
+                           refused=robustness_requirement(evaluation["metrics"], min_attacked_accuracy))
         except BaseException:
             if version is not None:
                 client.delete_model_version(model_name, version.version)

@@ -8,6 +8,7 @@ from prefect import task
 
 from lowlm.data.corpus import encode_labels, encode_scoped
 from lowlm.config import ClassifierConfig, Seq2SeqModelConfig, Seq2SeqTrainConfig, TrainConfig
+from lowlm.config.attack import AttackConfig
 from lowlm.config.stages import CalibrationConfig
 from lowlm.evaluation.calibration import calibrate
 from lowlm.evaluation.metrics import majority_baseline
@@ -18,6 +19,7 @@ from lowlm.models.kinds import build_model
 from lowlm.text.batching import Batches, PairBatches
 from lowlm.text.tokenizer import Tokenizer
 from lowlm.training.objectives import train_classifier, train_translator
+from lowlm.training.adversarial import AdversarialRefresh
 from lowlm.training.trainer import Checkpoint, EpochMetrics, seed_everything
 from tasks._cache import STAGE_OPTIONS
 from tasks._stage import Tracking, digest_of, log_figure, output_dir, stage_run
@@ -53,13 +55,31 @@ def labelled_batches(path: str, tok: Tokenizer, labels: list[str], batch_size: i
                    batch_size=batch_size, shuffle=shuffle, seed=seed)
 
 
+def refreshing(attack: AttackConfig | None, train_frame: pd.DataFrame, tok: Tokenizer, labels: list[str],
+               source: str) -> list:
+    """The trainer callback that re-generates adversarial rows against the model being trained
+    (``attack.refresh.every`` epochs), logging what each refresh found; none when it is off."""
+    if attack is None or not attack.refresh.every:
+        return []
+
+    def log(epoch: int, summary: dict, rows: int) -> None:
+        mlflow.log_metrics({"refresh_rows": rows, "refresh_success_rate": summary["success_rate"],
+                            "refresh_attacked_accuracy": summary["attacked_accuracy"]}, step=epoch)
+
+    return [AdversarialRefresh(train_frame["text"].tolist(), encode_labels(train_frame["label"], labels, source), tok,
+                               labels, attack, log=log)]
+
+
 @task(name="train", **STAGE_OPTIONS)
 def train(corpus: dict, augmented: dict, tokenizer: dict, model: ClassifierConfig, config: TrainConfig, work_dir: str,
-          tracking: Tracking, resume: bool = False, calibration: CalibrationConfig | None = None) -> dict:
+          tracking: Tracking, resume: bool = False, calibration: CalibrationConfig | None = None,
+          attack: AttackConfig | None = None, stage: str = "train") -> dict:
     """Fit the classifier (early stopping on the in-scope validation rows), then calibrate it on all of
-    validation: a temperature, and a rejection threshold when asked or when validation holds out-of-scope rows."""
+    validation: a temperature, and a rejection threshold when asked or when validation holds out-of-scope rows.
+    ``attack``: its ``refresh`` re-generates adversarial rows during training. ``stage``: the MLflow run's
+    and output folder's name (``probe``: the quick model the adversarial stage attacks when there is no champion)."""
     calibration = calibration or CalibrationConfig()
-    with stage_run(tracking, "train") as run:
+    with stage_run(tracking, stage) as run:
         mlflow.log_params({f"model.{k}": v for k, v in model.model_dump().items()})
         mlflow.log_params({f"train.{k}": v for k, v in config.model_dump().items()})
         mlflow.log_params({f"calibration.{k}": v for k, v in calibration.model_dump().items()})
@@ -76,12 +96,13 @@ def train(corpus: dict, augmented: dict, tokenizer: dict, model: ClassifierConfi
         if model.kind == "bag_of_ngrams":  # its n-gram table holds rows only for buckets seen in training
             mlflow.log_metric("ngram_rows", net.index_ngrams((b.ids, b.lengths) for b in train_batches))
         mlflow.log_metric("parameters", sum(p.numel() for p in net.parameters()))
+        refresh = refreshing(attack, pd.read_parquet(augmented["train"]), tok, labels, augmented["train"])
         key = digest_of(model, config, augmented["digest"], corpus["digests"]["validation"], tokenizer["digest"],
-                        calibration)
-        out = output_dir(work_dir, "train", key)
+                        calibration, *([attack] if refresh else []))
+        out = output_dir(work_dir, stage, key)
         saves, start = checkpointing(out, resume)
         result = train_classifier(net, train_batches, val_batches, len(labels), config,
-                                  callbacks=[log_epochs, *saves], resume=start)
+                                  callbacks=[log_epochs, *refresh, *saves], resume=start)
         mlflow.log_metrics({"best_epoch": result.best_epoch, f"best_val_{config.metric}": result.best_metric,
                             "train_seconds": result.seconds, "stopped_early": int(result.stopped_early)})
         train_labels = encode_labels(pd.read_parquet(corpus["splits"]["train"])["label"], labels,

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import mlflow
 import pandas as pd
 import pytest
@@ -13,7 +16,8 @@ from flows.classification import classification, main
 from lowlm.config import load_pipeline_config
 from lowlm.inference.classifier import TextClassifier
 
-STAGES = {"ingest", "tokenize", "augment", "train", "adversarial", "ingest-fewshot", "fewshot", "evaluate", "register"}
+STAGES = {"ingest", "tokenize", "augment", "probe", "adversarial", "train", "ingest-fewshot", "fewshot", "evaluate",
+          "evaluate-attack", "register"}
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +28,7 @@ def config(tmp_path_factory, sample_csv, fewshot_csv):
         "experiment": "flow-test", "registry.model_name": "flow-test",
         "model.hidden_dim": 32, "model.embedding_dim": 32, "model.attention_dim": 32, "model.char_dim": 16,
         "train.epochs": 8, "train.progress": False,
-        "attack.max_examples": 30, "attack.tries": 2,
+        "attack.max_examples": 30, "attack.generate.sample_rows": 150,
     })
 
 
@@ -83,7 +87,27 @@ def test_first_run_tracks_every_stage_and_registers_a_champion(first_run, config
     artifacts = {f.path for f in client.list_artifacts(stages["evaluate"].info.run_id, "plots")}
     assert {"plots/confusion_matrix.png", "plots/attention.png"} <= artifacts
     assert {f.path for f in client.list_artifacts(stages["train"].info.run_id, "plots")} == {"plots/training_curves.png"}
-    assert 0 <= stages["adversarial"].data.metrics["attack_success_rate"] <= 1
+    # adversarial rows against the probe (no champion yet) joined training; the new model was attacked after
+    generated = stages["adversarial"].data
+    assert generated.tags["attacked_model"] == "probe" and generated.metrics["rows_added"] > 0
+    assert generated.metrics["rows_train"] == stages["augment"].data.metrics["rows_train"] + generated.metrics["rows_added"]
+    attacked = stages["evaluate-attack"].data.metrics
+    assert 0 < attacked["test_attack_success_rate"] <= 1
+    assert attacked["test_attacked_accuracy"] < attacked["test_attack_clean_accuracy"]
+    path = mlflow.artifacts.download_artifacts(run_id=stages["evaluate-attack"].info.run_id,
+                                               artifact_path="adversarial_test.json", tracking_uri=tracking_uri)
+    raw = json.loads(Path(path).read_text())
+    table = pd.DataFrame(raw["data"], columns=raw["columns"])  # the per-example table the MLflow UI shows
+    assert {"original", "adversarial", "label", "predicted_before", "predicted_after"} <= set(table.columns)
+    flipped = table[table["status"] == "succeeded"]
+    assert len(flipped) and (flipped["predicted_after"] != flipped["label"]).all()
+    assert (flipped["adversarial"] != flipped["original"]).all()
+    assert version.tags["adversarial_target_version"] == "probe" and version.tags["robustness"]
+    # the adversarial rows changed the training split the model was trained on, and its digest says so
+    augmented = dataset_digest(stages["augment"], "augment-train")
+    hardened = dataset_digest(stages["adversarial"], "adversarial-train")
+    assert augmented != hardened == version.tags["data_digest.train_augmented"]
+    assert float(version.tags["test_attacked_accuracy"]) == pytest.approx(attacked["test_attacked_accuracy"], abs=1e-6)
     assert stages["fewshot"].data.metrics["shots"] == 24
     assert stages["augment"].data.metrics["rows_added"] > 0
 
@@ -105,6 +129,10 @@ def test_champion_loads_from_registry_and_predicts_raw_strings(first_run, tracki
     assert set(out["label"]) <= {"account_access", "card_problem", "refund", "transfer"}
     local = TextClassifier.load(_train_dir(tracking_uri, result))  # the checkpoint the train stage logged
     assert out["label"].tolist() == [p["label"] for p in local.predict(texts)]
+
+
+def dataset_digest(run, name: str) -> str:
+    return next(d.dataset.digest for d in run.inputs.dataset_inputs if d.dataset.name == name)
 
 
 def _train_dir(tracking_uri, result):
@@ -133,7 +161,8 @@ def test_new_training_settings_rerun_only_what_depends_on_them(first_run, config
     assert state.is_completed()
     states = task_states(state.state_details.flow_run_id)
     assert states["ingest"] == states["tokenize"] == states["augment"] == "Cached"
-    assert states["train"] == states["evaluate"] == states["adversarial"] == states["fewshot"] == "Completed"
+    assert states["train"] == states["evaluate"] == states["evaluate-attack"] == states["fewshot"] == "Completed"
+    assert states["adversarial"] == "Completed"  # same data: v1's own target, a probe, trained with the new settings
     client = MlflowClient(tracking_uri)
     champion = client.get_model_version_by_alias("flow-test", "champion")
     new = client.get_model_version("flow-test", result["model"]["version"])
@@ -184,3 +213,19 @@ def test_cli_reports_a_bad_corpus_without_a_traceback(prefect_harness, tmp_path,
     assert sum(line.startswith("error:") for line in captured.err.splitlines()) == 1
     err = captured.err.strip().splitlines()[-1]
     assert err.startswith("error: the pipeline failed: CorpusError:") and "bad.csv, row 2: empty or missing text" in err
+
+
+def test_gate_refuses_champion_below_the_required_accuracy_under_attack(first_run, config, tracking_uri):
+    """Nothing but the registry changes (every stage is cached): the first version of a new model name would be
+    champion, but its accuracy under attack on validation is below the minimum."""
+    strict = config.model_copy(update={"registry": config.registry.model_copy(
+        update={"model_name": "flow-robust", "min_attacked_accuracy": 0.99})})
+    state, result = run(strict)
+    assert state.is_completed(), state.message
+    client = MlflowClient(tracking_uri)
+    version = client.get_model_version("flow-robust", result["model"]["version"])
+    assert result["model"]["alias"] == "challenger"
+    assert "val_attacked_accuracy" in version.tags["gate"] and "below registry.min_attacked_accuracy" in version.tags["gate"]
+    assert float(version.tags["val_attacked_accuracy"]) < 0.99
+    with pytest.raises(Exception):
+        client.get_model_version_by_alias("flow-robust", "champion")

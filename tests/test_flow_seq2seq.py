@@ -37,6 +37,13 @@ def test_stages_metrics_and_attention_maps_are_tracked(first_run, tracking_uri):
     evaluate = stages["evaluate"].data.metrics
     assert evaluate["test_bleu"] > 20  # a 400-pair toy language: learnable, so far above zero
     assert {"test_chrf", "test_rouge1", "test_rouge2", "test_rougeL", "test_bleu_greedy"} <= set(evaluate)
+    # source noise on the 30 test sources: words really changed, and the BLEU drop is clean minus noisy
+    for kind in ("char", "word"):
+        assert 0 < evaluate[f"test_noise_words_changed_{kind}"] <= 0.2
+        assert evaluate[f"test_bleu_drop_{kind}"] == pytest.approx(
+            evaluate["test_bleu_noise_clean"] - evaluate[f"test_bleu_noise_{kind}"])
+    assert evaluate["test_bleu_noise_clean"] == pytest.approx(evaluate["test_bleu_greedy"])  # same sources, greedy
+    assert evaluate["test_bleu_drop_char"] > 0  # a typo in a fifth of the words costs BLEU
     plots = {f.path for f in client.list_artifacts(stages["evaluate"].info.run_id, "plots")}
     assert "plots/attention_0.png" in plots
     assert stages["train"].data.metrics["target_tokens_per_second"] > 0

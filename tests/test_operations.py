@@ -186,6 +186,9 @@ def test_5_data_add_triggers_the_retrain_deployment_and_the_gate_decides(ops):
     assert new_version["aliases"] == [verdict.alias]
     assert versions[1]["aliases"] == (["challenger"] if verdict.promote else ["champion"])  # a beaten champion is the challenger
     assert new_version["tags"]["data_digest.train"] != versions[1]["tags"]["data_digest.train"]
+    # new data: the adversarial rows came from attacking the model in service, v1 (v1's came from a probe)
+    assert new_version["tags"]["adversarial_target_version"] == "1"
+    assert versions[1]["tags"]["adversarial_target_version"] == "probe"
     accepted = list((ops["incoming"] / "accepted").iterdir())
     assert len(accepted) == 1 and accepted[0].name.endswith("-new_rows.csv")
 

@@ -1,18 +1,158 @@
-"""Character-noise attacks, on real models and data (augmentation: test_augment.py)."""
+"""Attacks and adversarial training, on a real trained model and the shipped corpus (augmentation: test_augment.py)."""
 
 from __future__ import annotations
 
-from lowlm.robustness.attack import char_noise_attack
+import pytest
+import torch
+from pydantic import ValidationError
+
+from lowlm.config import TrainConfig
+from lowlm.config.attack import AttackConfig, CharAttackConfig, PerturbationConfig, RefreshConfig, WordAttackConfig
+from lowlm.robustness.attack import SKIPPED, SUCCEEDED, attack
+from lowlm.robustness.words import STOPWORDS, EmbeddingNeighbours, is_stopword, word_spans, wordnet_candidates
+from lowlm.text.batching import Batches
+from lowlm.training.adversarial import AdversarialRefresh, EmbeddingPerturbation
+from lowlm.training.objectives import ClassificationObjective, train_classifier
+from lowlm.training.trainer import Trainer
 
 
-def test_attack_examples_really_flip_the_model(trained_sample):
-    clf, corpus = trained_sample["classifier"], trained_sample["corpus"]
-    test = corpus.splits["test"]
-    result = char_noise_attack(clf, list(test["text"]), list(test["label"]), ["char_swap", "char_keyboard"],
-                               max_examples=40, tries=3, seed=5)
-    assert result.attacked == 40
-    assert 0 < result.succeeded <= 40 and result.success_rate == result.succeeded / 40
-    predicted = clf.predict([e["adversarial"] for e in result.examples])
-    for example, pred in zip(result.examples, predicted):
-        assert pred["label"] == example["predicted"] != example["label"]
-        assert example["adversarial"] != example["original"]
+def words(text: str) -> list[str]:
+    return [text[s:e] for s, e in word_spans(text)]
+
+
+@pytest.fixture(scope="module")
+def test_rows(trained_sample):
+    test = trained_sample["corpus"].splits["test"]
+    return list(test["text"]), [int(y) for y in test["label"]]
+
+
+@pytest.mark.parametrize("sources", [["wordnet"], ["embedding"]])
+def test_word_attack_flips_predictions_within_every_constraint(trained_sample, test_rows, sources):
+    clf = trained_sample["classifier"]
+    texts, labels = test_rows
+    config = AttackConfig(method="word", word=WordAttackConfig(sources=sources), max_words_fraction=0.25)
+    run = attack(clf, texts, labels, config)
+    done = run.successful()
+    assert done, run.summary()
+    neighbours = EmbeddingNeighbours(clf.model, clf.tokenizer)
+    predicted = clf.predict_proba([e.adversarial for e in done]).argmax(dim=1).tolist()
+    for example, pred in zip(done, predicted):
+        assert pred == example.after != example.label  # really flipped, as the model sees it now
+        before, after = words(example.original), words(example.adversarial)
+        assert len(before) == len(after)
+        changed = [(a, b) for a, b in zip(before, after) if a != b]
+        assert len(changed) == example.changed <= int(0.25 * len(before))  # the fraction of words
+        for old, new in changed:
+            assert not is_stopword(old)  # stop words kept
+            allowed = wordnet_candidates(old, 30) if sources == ["wordnet"] else neighbours.nearest(old, 15)
+            assert new.lower() in allowed, (old, new, sources)  # only from the allowed source
+    s = run.summary()
+    assert s["attacked_accuracy"] == pytest.approx(s["clean_accuracy"] - len(done) / len(texts))
+    assert 0 < s["words_perturbed"] <= 0.25 and s["queries"] >= 1
+
+
+def test_char_attack_edits_only_the_words_it_chose(trained_sample, test_rows):
+    clf = trained_sample["classifier"]
+    texts, labels = test_rows
+    run = attack(clf, texts, labels, AttackConfig(method="char", char=CharAttackConfig(operations=["swap", "delete"])))
+    assert run.successful()
+    for example in run.examples:
+        before, after = words(example.original), words(example.adversarial)
+        changed = [(a, b) for a, b in zip(before, after) if a != b]
+        assert len(changed) == example.changed
+        # the substitutions it reports (in the order it made them) are exactly the words that differ
+        assert sorted((a.lower(), b) for a, b, _ in example.substitutions) == sorted((a.lower(), b.lower()) for a, b in changed)
+        for old, new in changed:  # one swap of neighbouring letters, or one letter deleted
+            assert sorted(new.lower()) == sorted(old.lower()) or len(new) == len(old) - 1
+
+
+def test_batched_attack_equals_one_query_at_a_time(trained_sample, test_rows):
+    clf = trained_sample["classifier"]
+    texts, labels = test_rows[0][:12], test_rows[1][:12]
+    config = AttackConfig(method="word")
+    batched = attack(clf, texts, labels, config).table()
+    single = attack(clf, texts, labels, config, one_at_a_time=True).table()
+    assert batched.equals(single)
+
+
+def test_gradient_importance_attacks_too(trained_sample, test_rows):
+    run = attack(trained_sample["classifier"], *test_rows, AttackConfig(importance="gradient"))
+    assert run.successful()
+    assert run.summary()["queries"] < attack(trained_sample["classifier"], *test_rows, AttackConfig()).summary()["queries"]
+
+
+def test_texts_too_short_or_all_stop_words_are_skipped_and_counted(trained_sample):
+    clf = trained_sample["classifier"]
+    texts = ["refund", "", "is it not", "my card was declined at the shop again today"]
+    probs = clf.predict_proba(texts).argmax(dim=1).tolist()  # attack each as the label the model gives it
+    run = attack(clf, texts, probs, AttackConfig(max_words_fraction=0.5))
+    assert [e.status for e in run.examples][:3] == [SKIPPED] * 3
+    assert run.examples[0].reason == "too short" and run.examples[2].reason == "only stop words"
+    assert run.summary()["skipped"] == 3 and run.summary()["attacked"] == 1
+
+
+def test_attack_settings_outside_their_range_are_config_errors():
+    for bad in ({"query_budget": 0}, {"max_words_fraction": 0}, {"max_words_fraction": 1.5}):
+        with pytest.raises(ValidationError, match=next(iter(bad))):
+            AttackConfig(**bad)
+    with pytest.raises(ValidationError, match="sources"):
+        WordAttackConfig(sources=[])
+    assert "the" in STOPWORDS and "film" not in STOPWORDS
+
+
+def test_an_fgm_step_raises_the_loss_on_the_perturbed_input(trained_sample):
+    clf = trained_sample["classifier"]
+    corpus = trained_sample["corpus"]
+    train = corpus.splits["train"]
+    batch = next(iter(Batches(clf.tokenizer.encode_batch(list(train["text"][:32])), list(train["label"][:32]), 32)))
+    model = clf.model.eval()  # no dropout: the two passes differ by the perturbation alone
+    perturb = EmbeddingPerturbation(PerturbationConfig(method="fgm", epsilon=0.5))
+    trainer = Trainer(model, ClassificationObjective(len(corpus.labels)), TrainConfig(progress=False), [perturb])
+    perturb.on_train_begin(trainer)
+    try:
+        clean = trainer.objective.loss(model, batch, trainer.device).value
+        clean.backward()
+        adversarial = perturb.fgm_loss(trainer, batch)
+    finally:
+        perturb.on_train_end(trainer, None)
+        model.zero_grad(set_to_none=True)
+    assert adversarial.item() > clean.item() + 1e-4
+    assert trainer.objective.loss(model, batch, trainer.device).value.item() == pytest.approx(clean.item())  # unhooked
+
+
+@pytest.mark.parametrize("method", ["fgm", "pgd", "freelb"])
+def test_embedding_perturbation_trains(trained_sample, method):
+    corpus, tok = trained_sample["corpus"], trained_sample["classifier"].tokenizer
+    from lowlm.models.kinds import build_model
+
+    model = build_model(trained_sample["classifier"].model.config, vocab_size=tok.vocab_size,
+                        num_labels=len(corpus.labels), words=tok.tokens())
+    enc = tok.encode_batch(list(corpus.splits["train"]["text"]))
+    train = Batches(enc, list(corpus.splits["train"]["label"]), 16, shuffle=True, seed=1)
+    val = Batches(tok.encode_batch(list(corpus.splits["validation"]["text"])), list(corpus.splits["validation"]["label"]))
+    config = TrainConfig(epochs=3, lr=3e-3, progress=False, perturbation=PerturbationConfig(method=method, steps=2))
+    result = train_classifier(model, train, val, len(corpus.labels), config)
+    assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
+    assert not model.embedding._forward_hooks  # the hook is gone after training
+
+
+def test_refresh_trains_on_adversarial_rows_of_the_model_being_trained(trained_sample):
+    corpus, clf = trained_sample["corpus"], trained_sample["classifier"]
+    tok = clf.tokenizer
+    from lowlm.models.kinds import build_model
+
+    model = build_model(clf.model.config, vocab_size=tok.vocab_size, num_labels=len(corpus.labels), words=tok.tokens())
+    texts, labels = list(corpus.splits["train"]["text"]), [int(y) for y in corpus.splits["train"]["label"]]
+    train = Batches(tok.encode_batch(texts), labels, 16, shuffle=True, seed=1)
+    config = AttackConfig(refresh=RefreshConfig(every=2, clean_epochs=2, sample_rows=60))
+    heard = []
+    refresh = AdversarialRefresh(texts, labels, tok, corpus.labels, config, log=lambda e, s, n: heard.append((e, n)))
+    train_classifier(model, train, None, len(corpus.labels), TrainConfig(epochs=5, lr=3e-3, progress=False),
+                     callbacks=[refresh])
+    assert [e for e, _ in heard] == [3, 5]  # after two clean epochs, then every second epoch
+    added = heard[-1][1]
+    assert added > 0 and len(train.ids) == len(texts) + added
+    found = refresh.last_examples
+    assert train.extra_ids == tok.encode_batch([e.adversarial for e in found])
+    assert train.labels[len(texts):].tolist() == [e.label for e in found]  # each keeps its source row's label
+    assert all(e.adversarial != e.original for e in found)

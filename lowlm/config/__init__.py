@@ -6,7 +6,8 @@ Nothing here runs code: it only validates.
     data       corpora (labelled text, pairs)
     models     one config per model kind, discriminated on ``kind``
     augment    the augmenter chain (noise, EDA, back-translation) and its sharding
-    stages     tokenizers, attacks, training, few-shot, decoding, registry
+    attack     the attack recipe, adversarial rows (generate, refresh), FGM/PGD/FreeLB, seq2seq source noise
+    stages     tokenizers, training, few-shot, decoding, registry
     pipelines  the pipeline configs, declared by ``task``; ``PIPELINES`` maps task -> config
     presets    YAML presets and ``--set`` overrides
 """

@@ -13,6 +13,7 @@ from pydantic import Field, model_validator
 from lowlm.config.base import _Pipeline
 from lowlm.config.data import CorpusConfig, PairCorpusConfig
 from lowlm.config.models import ClassifierConfig, RNNAttentionConfig, Seq2SeqModelConfig
+from lowlm.config.attack import SourceNoiseConfig
 from lowlm.config.augment import AugmentConfig, PairAugmentConfig
 from lowlm.config.stages import (AttackConfig, CalibrationConfig, DecodeConfig, FewShotConfig, PairTokenizerConfig,
                                  RegistryConfig, Seq2SeqRegistryConfig, Seq2SeqTrainConfig, TokenizerConfig,
@@ -36,7 +37,8 @@ class PipelineConfig(_Pipeline):
     corpus: CorpusConfig = Field(description="The labelled corpus: where it is and how to read it.")
     tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig, description="Tokenizer fitted on train.")
     augment: AugmentConfig = Field(default_factory=AugmentConfig, description="New training rows: a chain of augmenters.")
-    attack: AttackConfig = Field(default_factory=AttackConfig, description="Attack on the trained model.")
+    attack: AttackConfig = Field(default_factory=AttackConfig,
+                                 description="The attack: adversarial rows for training, robustness in evaluation.")
     model: ClassifierConfig = Field(default_factory=RNNAttentionConfig,
                                     description="The classifier, by `kind`: rnn_attention or bag_of_ngrams.")
     train: TrainConfig = Field(default_factory=TrainConfig, description="The trainer's settings.")
@@ -51,6 +53,13 @@ class PipelineConfig(_Pipeline):
     def _fewshot_needs_corpus(self) -> "PipelineConfig":
         if self.fewshot.enabled and self.fewshot.corpus is None:
             raise ValueError("fewshot.enabled is true but fewshot.corpus is not set")
+        return self
+
+    @model_validator(mode="after")
+    def _robust_gate_needs_attack(self) -> "PipelineConfig":
+        if self.registry.min_attacked_accuracy is not None and not self.attack.enabled:
+            raise ValueError("registry.min_attacked_accuracy needs attack.enabled: true (the gate checks the "
+                             "accuracy under attack that the robustness stage measures)")
         return self
 
     @model_validator(mode="after")
@@ -79,6 +88,8 @@ class Seq2SeqPipelineConfig(_Pipeline):
     model: Seq2SeqModelConfig = Field(default_factory=Seq2SeqModelConfig, description="The encoder-decoder.")
     train: Seq2SeqTrainConfig = Field(default_factory=Seq2SeqTrainConfig, description="The trainer's settings.")
     decode: DecodeConfig = Field(default_factory=DecodeConfig, description="Decoding for evaluation and serving.")
+    robustness: SourceNoiseConfig = Field(default_factory=SourceNoiseConfig,
+                                          description="The metric's drop under noise on test sources (evaluate).")
     registry: Seq2SeqRegistryConfig = Field(default_factory=Seq2SeqRegistryConfig,
                                             description="Registered model and its gate.")
     work_dir: str = Field(".lowlm", description="Where stage outputs (splits, tokenizers, checkpoints) are kept.")

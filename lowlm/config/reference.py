@@ -25,18 +25,26 @@ STAGES = {
         ("ingest-fewshot", "`fewshot.enabled`", "the second corpus, read and checked before anything trains"),
         ("tokenize", "always", "fit the tokenizer on train; unknown-token rate of validation"),
         ("augment", "`augment.enabled` (else train as it is)", "nlpaug copies of train rows"),
-        ("train", "always", "fit the model; checkpoints every epoch (`lowlm run --resume`)"),
-        ("adversarial", "`attack.enabled`", "character-noise attack on the trained model"),
+        ("probe", "`attack.generate.enabled` and no champion to attack",
+         "a quick model (`attack.generate.probe_epochs`) for the adversarial stage to attack"),
+        ("adversarial", "`attack.generate.enabled`",
+         "attack the champion (or the probe) on sampled train rows; the examples that fool it join training"),
+        ("train", "always", "fit the model (`train.perturbation`: FGM/PGD/FreeLB; `attack.refresh`: adversarial rows "
+                            "re-generated every N epochs); checkpoints every epoch (`lowlm run --resume`)"),
         ("fewshot", "`fewshot.enabled`", "k examples per class of the second corpus"),
         ("evaluate", "always", "test metrics, majority baseline, plots"),
-        ("register", "always", "pyfunc model, registry version, champion/challenger gate"),
+        ("evaluate-attack", "`attack.enabled`", "the new model under the attack on validation and test; "
+                                                "per-example table"),
+        ("register", "always", "pyfunc model, registry version, champion/challenger gate "
+                               "(`registry.min_attacked_accuracy`)"),
     ],
     "seq2seq": [
         ("ingest", "always", "read, filter, dedupe and split the pairs; digests"),
         ("tokenize", "always", "source and target (or joint) tokenizers"),
         ("augment", "`augment.enabled` (else train as it is)", "noise on training sources"),
         ("train", "always", "fit the encoder-decoder; checkpoints every epoch"),
-        ("evaluate", "always", "BLEU, chrF, ROUGE, attention maps"),
+        ("evaluate", "always", "BLEU, chrF, ROUGE, attention maps; the metric's drop under source noise "
+                               "(`robustness`)"),
         ("register", "always", "pyfunc model, registry version, champion/challenger gate"),
     ],
 }

@@ -1,5 +1,5 @@
-"""One config per pipeline stage: tokenizers, attacks, training, few-shot, decoding, registry (augmentation:
-``lowlm.config.augment``)."""
+"""One config per pipeline stage: tokenizers, training, few-shot, decoding, registry (augmentation:
+``lowlm.config.augment``; attacks and adversarial training: ``lowlm.config.attack``)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
+from lowlm.config.attack import AttackConfig, PerturbationConfig  # noqa: F401 (AttackConfig: re-exported)
 from lowlm.config.base import _Strict
 from lowlm.config.data import CorpusConfig
 
@@ -18,16 +19,6 @@ class TokenizerConfig(_Strict):
     vocab_size: int = Field(30000, gt=10)
     min_frequency: int = Field(1, ge=1)
     max_length: int = Field(128, gt=0, description="Longer inputs are truncated at encode time.")
-
-
-class AttackConfig(_Strict):
-    enabled: bool = True
-    methods: list[Literal["char_swap", "char_keyboard", "char_insert", "char_delete"]] = Field(
-        default_factory=lambda: ["char_swap", "char_keyboard"]
-    )
-    max_examples: int = Field(200, gt=0, description="Correctly classified test rows to attack.")
-    tries: int = Field(5, ge=1, description="Perturbations tried per example and method.")
-    seed: int = 13
 
 
 class TrainConfig(_Strict):
@@ -47,6 +38,8 @@ class TrainConfig(_Strict):
     threads: int | None = Field(None, ge=1, description="torch threads; None keeps torch's default.")
     device: str = Field("cpu", description="'cpu', 'cuda', 'cuda:1' or 'auto' (cuda when available).")
     progress: bool = True
+    perturbation: PerturbationConfig = Field(default_factory=PerturbationConfig,
+                                             description="Adversarial training in embedding space (FGM, PGD, FreeLB).")
 
 
 class CalibrationConfig(_Strict):
@@ -82,6 +75,9 @@ class FewShotConfig(_Strict):
 class RegistryConfig(_Strict):
     model_name: str = "lowlm-classifier"
     metric: Literal["accuracy", "macro_f1"] = "accuracy"
+    min_attacked_accuracy: float | None = Field(
+        None, ge=0, le=1, description="A version whose accuracy under attack on validation (the robustness "
+                                      "stage) is below this never becomes champion. None: no such requirement.")
 
 
 class Seq2SeqTrainConfig(TrainConfig):
@@ -93,6 +89,14 @@ class Seq2SeqTrainConfig(TrainConfig):
     bleu_tokenize: str = Field("13a", description="sacreBLEU tokenizer: '13a', or 'zh' for Chinese targets.")
     validation_max_pairs: int = Field(1000, ge=1, description="Validation pairs decoded after each epoch.")
     max_length: int = Field(80, gt=0, description="Longest output when decoding.")
+
+    @field_validator("perturbation")
+    @classmethod
+    def _classifiers_only(cls, value: PerturbationConfig) -> PerturbationConfig:
+        if value.method != "none":
+            raise ValueError("perturbation: embedding-space adversarial training is for classifiers; a seq2seq "
+                             "model's robustness is measured (evaluate's source noise), not trained")
+        return value
 
 
 class PairTokenizerConfig(_Strict):

@@ -1,1 +1,1 @@
-"""Robustness: data augmentation (nlpaug) and adversarial attacks."""
+"""Robustness: data augmentation (nlpaug, back-translation), adversarial attacks, seq2seq source noise."""

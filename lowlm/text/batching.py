@@ -44,11 +44,19 @@ class Batches:
 
     def __init__(self, ids: Sequence[Sequence[int]], labels: Sequence[int] | None = None, batch_size: int = 32,
                  shuffle: bool = False, seed: int = 0):
-        self.ids = list(ids)
-        self.labels = None if labels is None else torch.as_tensor(list(labels), dtype=torch.long)
+        self.base_ids = list(ids)
+        self.base_labels = None if labels is None else torch.as_tensor(list(labels), dtype=torch.long)
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.generator = torch.Generator().manual_seed(seed)
+        self.set_extra([], [])
+
+    def set_extra(self, ids: Sequence[Sequence[int]], labels: Sequence[int]) -> None:
+        """Rows iterated after the given ones until replaced (adversarial training's refreshed examples)."""
+        self.extra_ids = [list(r) for r in ids]
+        self.extra_labels = torch.as_tensor(list(labels), dtype=torch.long)
+        self.ids = self.base_ids + self.extra_ids
+        self.labels = None if self.base_labels is None else torch.cat([self.base_labels, self.extra_labels])
         self.lengths = torch.tensor([len(r) for r in self.ids], dtype=torch.long)
 
     def __len__(self) -> int:

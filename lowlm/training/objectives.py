@@ -108,11 +108,16 @@ class Seq2SeqObjective:
 
 def train_classifier(model: nn.Module, train, validation, num_labels: int, config, callbacks=(),
                      trainable=None, resume=None):
-    """The trainer with the classification objective: ``model`` ends with its best validation epoch.
+    """The trainer with the classification objective: ``model`` ends with its best validation epoch;
+    ``config.perturbation`` adds embedding-space adversarial training.
 
     >>> train_classifier(net, train_batches, val_batches, 4, TrainConfig(epochs=3))   # doctest: +SKIP
     """
     objective = ClassificationObjective(num_labels, config.metric)
+    if config.perturbation.method != "none":  # FGM, PGD or FreeLB at every step
+        from lowlm.training.adversarial import EmbeddingPerturbation
+
+        callbacks = [*callbacks, EmbeddingPerturbation(config.perturbation)]
     return Trainer(model, objective, config, callbacks, trainable=trainable).fit(train, validation, resume=resume)
 
 

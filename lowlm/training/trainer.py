@@ -147,19 +147,22 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def lr_lambda(schedule: str, total_steps: int, warmup_steps: int) -> Callable[[int], float]:
+def lr_lambda(schedule: str, total_steps: int | Callable[[], int], warmup_steps: int) -> Callable[[int], float]:
     """Multiplier of the base learning rate at a step: linear warm-up, then the chosen decay.
+    ``total_steps`` may be a function, read at every step (the trainer's estimate, which grows when a
+    callback adds rows to the training data).
 
     >>> f = lr_lambda("linear", 100, 10); f(0), f(10), round(f(55), 2), f(100)
     (0.1, 1.0, 0.5, 0.0)
     """
+    total = total_steps if callable(total_steps) else (lambda: total_steps)
 
     def f(step: int) -> float:
         if step < warmup_steps:
             return (step + 1) / warmup_steps
         if schedule == "constant":
             return 1.0
-        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        progress = min(1.0, (step - warmup_steps) / max(1, total() - warmup_steps))
         if schedule == "cosine":
             return 0.5 * (1 + math.cos(math.pi * progress))
         return 1.0 - progress
@@ -195,6 +198,7 @@ class Trainer:
         self.optimizers: list[torch.optim.Optimizer] = []
         self.schedulers: list[torch.optim.lr_scheduler.LRScheduler] = []
         self.train_data = None
+        self.total_steps = 0
 
     def fit(self, train, validation=None, resume: str | Path | None = None) -> TrainResult:
         """Train on ``train`` (re-iterable batches), select epochs on ``validation`` (or keep the last
@@ -224,8 +228,8 @@ class Trainer:
     def _build_optimizers(self, steps_per_epoch: int) -> None:
         cfg = self.config
         self.optimizers = make_optimizers(self.model, cfg, self.param_groups)
-        total = cfg.epochs * steps_per_epoch
-        schedule = lr_lambda(cfg.schedule, total, int(cfg.warmup_ratio * total))
+        self.total_steps = cfg.epochs * steps_per_epoch
+        schedule = lr_lambda(cfg.schedule, lambda: self.total_steps, int(cfg.warmup_ratio * self.total_steps))
         self.schedulers = [torch.optim.lr_scheduler.LambdaLR(o, schedule) for o in self.optimizers]
 
     def _loop(self, train, validation) -> TrainResult:
@@ -238,6 +242,8 @@ class Trainer:
             self.epoch += 1
             epoch = self.epoch
             self._call("on_epoch_begin", epoch)
+            # the steps still to come, as the data stands now (a callback may have added rows)
+            self.total_steps = self.step + (cfg.epochs - epoch + 1) * len(train)
             model.train()
             epoch_start, running, seen = time.perf_counter(), 0.0, 0
             # disable=None: a bar on a terminal, nothing in logs and pipes
@@ -304,6 +310,7 @@ class Trainer:
             "rng": {"torch": torch.get_rng_state(), "python": random.getstate(),
                     "numpy": [np_state[0], torch.from_numpy(np_state[1].copy()), *np_state[2:]],
                     "data": generator.get_state() if generator is not None else None},
+            "extra_rows": _extra_rows(self.train_data),
         }
         return save_tensors(state, path)  # never a half-written checkpoint; a full disk says so
 
@@ -328,6 +335,20 @@ class Trainer:
         generator = getattr(self.train_data, "generator", None)
         if generator is not None and rng["data"] is not None:
             generator.set_state(rng["data"])
+        extra = state.get("extra_rows")
+        if extra is not None and hasattr(self.train_data, "set_extra"):
+            ids = extra["ids"].split(extra["lengths"].tolist()) if len(extra["lengths"]) else []
+            self.train_data.set_extra([r.tolist() for r in ids], extra["labels"])
+
+
+def _extra_rows(data) -> dict | None:
+    """Rows a callback added to the training data (``Batches.set_extra``), as plain tensors."""
+    ids = getattr(data, "extra_ids", None)
+    if ids is None:
+        return None
+    flat = [i for row in ids for i in row]
+    return {"ids": torch.tensor(flat, dtype=torch.long), "lengths": torch.tensor([len(r) for r in ids], dtype=torch.long),
+            "labels": data.extra_labels}
 
 
 def _as_tuples(value):

@@ -1,0 +1,120 @@
+"""Adversarial robustness: the attack recipe (word- or character-level), where its examples go (the
+generate stage before training, the trainer's refresh every N epochs), how robustness is evaluated,
+and the embedding-space perturbations of adversarial training (FGM, PGD, FreeLB)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from lowlm.config.base import _Strict
+
+
+class WordAttackConfig(_Strict):
+    """TextFooler/PWWS-style word substitution: words in order of importance, each replaced by the
+    candidate that hurts the true class most, until the prediction flips or a limit is reached."""
+
+    sources: list[Literal["wordnet", "embedding"]] = Field(
+        default_factory=lambda: ["wordnet", "embedding"],
+        description="Where candidates come from: WordNet synonyms, and the attacked model's own nearest word "
+                    "embeddings (cosine).")
+    synonyms: int = Field(30, ge=1, description="WordNet candidates per word, at most (WordNet's order).")
+    neighbours: int = Field(15, ge=1, description="Embedding-neighbour candidates per word.")
+    pos_agreement: bool = Field(False, description="Keep a candidate only when it takes the original word's "
+                                                   "part of speech in the sentence (NLTK's tagger).")
+    min_similarity: float | None = Field(
+        None, ge=-1, le=1, description="Keep a candidate only when the cosine of its embedding and the original "
+                                       "word's (in the attacked model) reaches this; words the model does not know "
+                                       "are then dropped. None: no such constraint.")
+
+    @field_validator("sources")
+    @classmethod
+    def _some_source(cls, value: list) -> list:
+        if not value:
+            raise ValueError("sources: name at least one of 'wordnet', 'embedding'")
+        return value
+
+
+class CharAttackConfig(_Strict):
+    """DeepWordBug-style character edits inside the most important words."""
+
+    operations: list[Literal["swap", "substitute", "delete", "insert"]] = Field(
+        default_factory=lambda: ["swap", "substitute", "delete", "insert"],
+        description="Edits tried on a word: swap two neighbouring letters, substitute, delete or insert one.")
+    edits_per_operation: int = Field(3, ge=1, description="Seeded positions tried per operation and word.")
+
+    @field_validator("operations")
+    @classmethod
+    def _some_operation(cls, value: list) -> list:
+        if not value:
+            raise ValueError("operations: name at least one of 'swap', 'substitute', 'delete', 'insert'")
+        return value
+
+
+class GenerateConfig(_Strict):
+    """The adversarial stage before training: attack the registry's champion (or a probe model trained
+    here when there is none) on a sample of the training rows; the examples that fooled it join training."""
+
+    enabled: bool = Field(False, description="Add adversarial rows to the training split.")
+    sample_rows: int = Field(2000, gt=0, description="Training rows attacked (a seeded sample).")
+    target: Literal["champion", "probe"] = Field(
+        "champion", description="champion: the registered model's champion version when there is one, else a "
+                                "probe; probe: always a quick model trained on the training split (cached).")
+    probe_epochs: int = Field(3, ge=1, description="Epochs of the probe model (the pipeline's model and trainer "
+                                                   "settings otherwise).")
+
+
+class RefreshConfig(_Strict):
+    """Adversarial examples re-generated against the model being trained (TextAttack's trainer)."""
+
+    every: int = Field(0, ge=0, description="Re-generate every N epochs after the clean ones; 0: never.")
+    clean_epochs: int = Field(1, ge=0, description="Epochs on clean (and augmented) rows before the first attack.")
+    sample_rows: int = Field(2000, gt=0, description="Training rows attacked at each refresh (a new seeded sample).")
+
+
+class AttackConfig(_Strict):
+    """One attack, used by every stage that attacks: generate, the trainer's refresh, and evaluation."""
+
+    enabled: bool = Field(True, description="Evaluate robustness: attack the trained model on validation and test.")
+    method: Literal["word", "char"] = Field("word", description="word: substitution; char: DeepWordBug edits.")
+    word: WordAttackConfig = Field(default_factory=WordAttackConfig)
+    char: CharAttackConfig = Field(default_factory=CharAttackConfig)
+    importance: Literal["deletion", "gradient"] = Field(
+        "deletion", description="Word importance: the true-class probability lost when the word is deleted (one "
+                                "query per word), or gradient x input saliency (one query per text).")
+    ranking: Literal["importance", "pwws"] = Field(
+        "pwws", description="The order words are changed in: by importance alone, or PWWS's (Ren et al. 2019) "
+                            "softmax(importance) x the true-class probability the word's best single change "
+                            "removes (every candidate scored once, in one batch).")
+    max_words_fraction: float = Field(0.2, gt=0, le=1, description="Most words changed, as a share of the text's "
+                                                                    "words (at least one).")
+    keep_stopwords: bool = Field(True, description="Never change stop words.")
+    query_budget: int = Field(2000, gt=0, description="Model queries (texts scored) per attacked example.")
+    max_examples: int = Field(200, gt=0, description="Rows attacked in evaluation, per split (validation, test).")
+    batch_size: int = Field(512, gt=0, description="Texts scored per forward pass.")
+    seed: int = 13
+    generate: GenerateConfig = Field(default_factory=GenerateConfig)
+    refresh: RefreshConfig = Field(default_factory=RefreshConfig)
+
+
+class PerturbationConfig(_Strict):
+    """Embedding-space adversarial training at every step: FGM (Miyato et al. 2017), PGD (Madry et al.),
+    or FreeLB (Zhu et al. 2020); the perturbation is normalised per example over its embeddings."""
+
+    method: Literal["none", "fgm", "pgd", "freelb"] = "none"
+    epsilon: float = Field(1.0, gt=0, description="L2 radius of the perturbation, per example.")
+    alpha: float = Field(0.3, gt=0, description="PGD/FreeLB step size.")
+    steps: int = Field(3, ge=1, description="PGD/FreeLB ascent steps.")
+    weight: float = Field(1.0, gt=0, description="FGM/PGD: weight of the adversarial loss beside the clean one.")
+
+
+class SourceNoiseConfig(_Strict):
+    """Seq2seq robustness, measured by evaluate: BLEU on noisy test sources beside the clean BLEU."""
+
+    enabled: bool = True
+    kinds: list[Literal["char", "word"]] = Field(default_factory=lambda: ["char", "word"],
+                                                 description="char: one edit per chosen word; word: a WordNet synonym.")
+    fraction: float = Field(0.2, gt=0, le=1, description="Share of each source's words changed (non-stop words).")
+    max_pairs: int = Field(200, gt=0, description="Test pairs decoded (greedy), clean and noisy.")
+    seed: int = 13
