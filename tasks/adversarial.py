@@ -16,7 +16,7 @@ from prefect import task
 from lowlm.config.attack import AttackConfig
 from lowlm.data.corpus import encode_labels, split_digest
 from lowlm.inference.classifier import TextClassifier
-from lowlm.robustness.attack import AttackRun, attack, sample_rows
+from lowlm.robustness.attack import AttackRun, attack, attackable, sample_rows
 from tasks._cache import STAGE_OPTIONS
 from tasks._stage import Tracking, digest_of, log_dataset, log_table, output_dir, stage_run
 
@@ -26,12 +26,13 @@ def _log_attack_params(config: AttackConfig) -> None:
     mlflow.log_params({f"attack.{k}": v for k, v in recipe.items()})
 
 
-def attack_rows(classifier: TextClassifier, frame: pd.DataFrame, labels: list[str], config: AttackConfig,
-                limit: int, seed: int) -> tuple[AttackRun, list[int]]:
-    """Attack a seeded sample of ``limit`` rows of ``frame`` whose label the classifier knows; the run and
-    the rows' positions in ``frame``."""
+def attack_rows(classifier: TextClassifier, frame: pd.DataFrame, config: AttackConfig, limit: int, seed: int,
+                attackable_only: bool = False) -> tuple[AttackRun, list[int]]:
+    """Attack a seeded sample of ``limit`` rows of ``frame`` whose label the classifier knows (with
+    ``attackable_only``, of those the attack can change); the run and the rows' positions in ``frame``."""
     known = {name: i for i, name in enumerate(classifier.labels)}
-    usable = [i for i, label in enumerate(frame["label"].astype(str)) if label in known]
+    usable = [i for i, (label, text) in enumerate(zip(frame["label"].astype(str), frame["text"]))
+              if label in known and (not attackable_only or attackable(text, config))]
     rows = [usable[i] for i in sample_rows(len(usable), limit, seed)]
     texts = frame["text"].iloc[rows].tolist()
     ys = [known[label] for label in frame["label"].astype(str).iloc[rows]]
@@ -59,7 +60,7 @@ def adversarial(corpus: dict, train_split: dict, target: dict, config: AttackCon
                          **({"attacked_version": target["version"]} if target.get("version") else {})})
         classifier = TextClassifier.load(target["model_dir"])
         train = pd.read_parquet(train_split["train"])
-        run, rows = attack_rows(classifier, train, corpus["labels"], config, generate.sample_rows, config.seed)
+        run, rows = attack_rows(classifier, train, config, generate.sample_rows, config.seed, attackable_only=True)
         found = run.successful()
         new = train.iloc[[rows[e.index] for e in found]].reset_index(drop=True).copy()
         new["text"] = [e.adversarial for e in found]
@@ -89,7 +90,7 @@ def robustness(corpus: dict, trained: dict, config: AttackConfig, tracking: Trac
         metrics, test_run = {}, None
         for split, prefix in (("validation", "val"), ("test", "test")):
             frame = pd.read_parquet(corpus["splits"][split])
-            run, _ = attack_rows(classifier, frame, corpus["labels"], config, config.max_examples, config.seed)
+            run, _ = attack_rows(classifier, frame, config, config.max_examples, config.seed)
             metrics.update(summary_metrics(run, prefix))
             test_run = run
         mlflow.log_metrics(metrics)

@@ -57,7 +57,8 @@ class GenerateConfig(_Strict):
     here when there is none) on a sample of the training rows; the examples that fooled it join training."""
 
     enabled: bool = Field(False, description="Add adversarial rows to the training split.")
-    sample_rows: int = Field(2000, gt=0, description="Training rows attacked (a seeded sample).")
+    sample_rows: int = Field(2000, gt=0, description="Training rows attacked (a seeded sample of those with a word "
+                                                     "the attack may change).")
     target: Literal["champion", "probe"] = Field(
         "champion", description="champion: the registered model's champion version when there is one, else a "
                                 "probe; probe: always a quick model trained on the training split (cached).")
@@ -70,7 +71,8 @@ class RefreshConfig(_Strict):
 
     every: int = Field(0, ge=0, description="Re-generate every N epochs after the clean ones; 0: never.")
     clean_epochs: int = Field(1, ge=0, description="Epochs on clean (and augmented) rows before the first attack.")
-    sample_rows: int = Field(2000, gt=0, description="Training rows attacked at each refresh (a new seeded sample).")
+    sample_rows: int = Field(2000, gt=0, description="Training rows attacked at each refresh (a new seeded sample of "
+                                                     "those with a word the attack may change).")
 
 
 class AttackConfig(_Strict):
@@ -84,7 +86,7 @@ class AttackConfig(_Strict):
         "deletion", description="Word importance: the true-class probability lost when the word is deleted (one "
                                 "query per word), or gradient x input saliency (one query per text).")
     ranking: Literal["importance", "pwws"] = Field(
-        "pwws", description="The order words are changed in: by importance alone, or PWWS's (Ren et al. 2019) "
+        "importance", description="The order words are changed in: by importance alone, or PWWS's (Ren et al. 2019) "
                             "softmax(importance) x the true-class probability the word's best single change "
                             "removes (every candidate scored once, in one batch).")
     max_words_fraction: float = Field(0.2, gt=0, le=1, description="Most words changed, as a share of the text's "

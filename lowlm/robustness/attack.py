@@ -355,6 +355,15 @@ def _answer(attacker: Attacker, asks: dict[int, object], one_at_a_time: bool) ->
     return out
 
 
+def attackable(text: str, config: AttackConfig) -> bool:
+    """Whether ``text`` has a word the attack may change: enough words for ``max_words_fraction`` to allow
+    one change, and one that is not a stop word (others are skipped by the search, and counted)."""
+    spans = word_spans(text)
+    if int(config.max_words_fraction * len(spans) + 1e-9) == 0:
+        return False
+    return not config.keep_stopwords or any(not is_stopword(text[s:e]) for s, e in spans)
+
+
 def sample_rows(n: int, k: int, seed: int) -> list[int]:
     """A seeded sample of ``k`` of ``n`` row positions, in order (all of them when ``k >= n``)."""
     if k >= n:

@@ -6,8 +6,8 @@
   projected onto the ``epsilon`` ball; the last one trains), or FreeLB (every ascent step trains, with
   weight 1/steps; Zhu et al. 2020). The perturbation is L2-normalised per example over its embeddings.
 - ``AdversarialRefresh``: every N epochs after the clean ones, attack the model being trained on a
-  fresh seeded sample of training rows and train on the examples that fooled it (TextAttack's
-  trainer); they replace the previous refresh's rows.
+  fresh seeded sample of the training rows it can attack and train on the examples that fooled it
+  (TextAttack's trainer); they replace the previous refresh's rows.
 """
 
 from __future__ import annotations
@@ -118,6 +118,9 @@ class AdversarialRefresh(Callback):
         self.log = log
         self.history: list[dict] = []
         self.last_examples: list = []  # the rows the latest refresh added
+        from lowlm.robustness.attack import attackable
+
+        self.usable = [i for i, t in enumerate(self.texts) if attackable(t, attack_config)]  # what a sample draws from
 
     def due(self, epoch: int) -> bool:
         r: RefreshConfig = self.refresh
@@ -129,7 +132,8 @@ class AdversarialRefresh(Callback):
         from lowlm.inference.classifier import TextClassifier
         from lowlm.robustness.attack import attack, sample_rows
 
-        rows = sample_rows(len(self.texts), self.refresh.sample_rows, self.attack_config.seed + epoch)
+        rows = [self.usable[i] for i in sample_rows(len(self.usable), self.refresh.sample_rows,
+                                                    self.attack_config.seed + epoch)]
         victim = TextClassifier(trainer.model, self.tokenizer, self.label_names)
         run = attack(victim, [self.texts[i] for i in rows], [self.labels[i] for i in rows], self.attack_config)
         found = self.last_examples = run.successful()
