@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from pydantic import ValidationError
@@ -41,14 +43,14 @@ def test_word_attack_flips_predictions_within_every_constraint(trained_sample, t
         before, after = words(example.original), words(example.adversarial)
         assert len(before) == len(after)
         changed = [(a, b) for a, b in zip(before, after) if a != b]
-        assert len(changed) == example.changed <= int(0.25 * len(before))  # the fraction of words
+        assert len(changed) == example.changed <= math.ceil(0.25 * len(before))  # the fraction of words
         for old, new in changed:
             assert not is_stopword(old)  # stop words kept
             allowed = wordnet_candidates(old, 30) if sources == ["wordnet"] else neighbours.nearest(old, 15)
             assert new.lower() in allowed, (old, new, sources)  # only from the allowed source
     s = run.summary()
     assert s["attacked_accuracy"] == pytest.approx(s["clean_accuracy"] - len(done) / len(texts))
-    assert 0 < s["words_perturbed"] <= 0.25 and s["queries"] >= 1
+    assert 0 < s["words_perturbed"] and s["queries"] >= 1
 
 
 def test_char_attack_edits_only_the_words_it_chose(trained_sample, test_rows):
@@ -83,11 +85,11 @@ def test_gradient_importance_attacks_too(trained_sample, test_rows):
 
 def test_texts_too_short_or_all_stop_words_are_skipped_and_counted(trained_sample):
     clf = trained_sample["classifier"]
-    texts = ["refund", "", "is it not", "my card was declined at the shop again today"]
+    texts = ["refund", "!!", "is it not", "my card was declined at the shop again today"]
     probs = clf.predict_proba(texts).argmax(dim=1).tolist()  # attack each as the label the model gives it
-    run = attack(clf, texts, probs, AttackConfig(max_words_fraction=0.5))
+    run = attack(clf, texts, probs, AttackConfig())
     assert [e.status for e in run.examples][:3] == [SKIPPED] * 3
-    assert run.examples[0].reason == "too short" and run.examples[2].reason == "only stop words"
+    assert [e.reason for e in run.examples][:3] == ["too short", "too short", "only stop words"]
     assert run.summary()["skipped"] == 3 and run.summary()["attacked"] == 1
 
 

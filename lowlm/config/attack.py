@@ -90,7 +90,9 @@ class AttackConfig(_Strict):
                             "softmax(importance) x the true-class probability the word's best single change "
                             "removes (every candidate scored once, in one batch).")
     max_words_fraction: float = Field(0.2, gt=0, le=1, description="Most words changed, as a share of the text's "
-                                                                    "words (at least one).")
+                                                                    "words, rounded up (TextAttack's MaxWordsPerturbed: "
+                                                                    "1 of 5 words, 2 of 6); a one-word text is "
+                                                                    "skipped.")
     keep_stopwords: bool = Field(True, description="Never change stop words.")
     query_budget: int = Field(2000, gt=0, description="Model queries (texts scored) per attacked example.")
     max_examples: int = Field(200, gt=0, description="Rows attacked in evaluation, per split (validation, test).")

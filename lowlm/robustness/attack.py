@@ -5,7 +5,7 @@ Importance is the true-class probability lost when a word is deleted (one query 
 gradient x input saliency (one query per text); the ranking is importance alone (TextFooler,
 DeepWordBug), or PWWS's softmax(importance) x the probability the word's best single change removes
 (every candidate of every word scored once, in one batch). Then the words in that order (stop words
-kept, at most ``max_words_fraction`` of them changed) are each replaced by the candidate that lowers
+kept, at most ``ceil(max_words_fraction * words)`` of them changed, TextAttack's MaxWordsPerturbed) are each replaced by the candidate that lowers
 the true class most, until the prediction flips or the query budget runs out; the last change
 allowed is made only where it flips the prediction. Candidates: WordNet synonyms and the model's own
 embedding neighbours (TextFooler/PWWS style), or DeepWordBug's character edits inside the word. A
@@ -21,6 +21,7 @@ pass per round. ``one_at_a_time=True`` scores each text alone: the slow way, kep
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass, field
 from typing import Generator, Sequence
@@ -167,7 +168,7 @@ class Attacker:
             return example
         spans = word_spans(text)
         example.words = len(spans)
-        most = int(cfg.max_words_fraction * len(spans) + 1e-9)
+        most = words_allowed(len(spans), cfg.max_words_fraction)
         positions = [i for i, (s, e) in enumerate(spans) if not (cfg.keep_stopwords and is_stopword(text[s:e]))]
         if most == 0 or not positions:
             example.status, example.adversarial, example.after = SKIPPED, text, example.before
@@ -355,11 +356,22 @@ def _answer(attacker: Attacker, asks: dict[int, object], one_at_a_time: bool) ->
     return out
 
 
+def words_allowed(words: int, fraction: float) -> int:
+    """The most words an attack may change in a text of ``words`` words: TextAttack's MaxWordsPerturbed,
+    ``ceil(fraction * words)`` (two of a 6-word text at 20%); none of a one-word text, which a change
+    would replace entirely.
+
+    >>> words_allowed(2, 0.2), words_allowed(5, 0.2), words_allowed(6, 0.2), words_allowed(1, 0.2)
+    (1, 1, 2, 0)
+    """
+    return math.ceil(fraction * words - 1e-9) if words >= 2 else 0
+
+
 def attackable(text: str, config: AttackConfig) -> bool:
     """Whether ``text`` has a word the attack may change: enough words for ``max_words_fraction`` to allow
     one change, and one that is not a stop word (others are skipped by the search, and counted)."""
     spans = word_spans(text)
-    if int(config.max_words_fraction * len(spans) + 1e-9) == 0:
+    if words_allowed(len(spans), config.max_words_fraction) == 0:
         return False
     return not config.keep_stopwords or any(not is_stopword(text[s:e]) for s, e in spans)
 
