@@ -70,7 +70,9 @@ def verified_copy(model_uri: str, tracking_uri: str | None = None, dst: str | Pa
     client = MlflowClient(tracking_uri)
     version = resolve_version(client, model_uri)
     target = Path(dst) if dst else Path(tempfile.mkdtemp(prefix="lowlm-model-"))
-    uri = f"models:/{version.name}/{version.version}" if version is not None else model_uri
+    # a models:/ URI is resolved through MLflow's global registry URI, whatever tracking_uri says; this
+    # client's own answer (the version's artifact location) is not
+    uri = client.get_model_version_download_uri(version.name, version.version) if version is not None else model_uri
     local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(target),
                                                      tracking_uri=tracking_uri))
     if version is None:

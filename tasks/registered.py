@@ -60,6 +60,7 @@ def fetch_bundle(uri: str, work_dir: str, tracking_uri: str, folder: str) -> Fet
     digest = version.tags.get("weights_digest") or version.tags.get("model_digest") or ""
     target = Path(work_dir) / folder / f"{version.name}-v{version.version}-{digest[:12] or 'undigested'}"
     if not (target / META).exists():
+        Path(work_dir).mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=Path(work_dir)) as tmp:
             local, _ = verified_copy(f"models:/{version.name}/{version.version}", tracking_uri, dst=tmp)
             bundle = _bundle_folder(local)

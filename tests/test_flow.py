@@ -229,3 +229,18 @@ def test_gate_refuses_champion_below_the_required_accuracy_under_attack(first_ru
     assert float(version.tags["val_attacked_accuracy"]) < 0.99
     with pytest.raises(Exception):
         client.get_model_version_by_alias("flow-robust", "champion")
+
+
+def test_the_champion_to_attack_comes_from_the_given_store_not_mlflows_global_one(first_run, tracking_uri, tmp_path,
+                                                                                  monkeypatch):
+    """`make run` resolves the champion before any run sets MLflow's global URI: a models:/ download must not
+    fall back to it (the second `make run` failed with 'Registered Model with name=intents not found')."""
+    from tasks.registered import fetch_champion
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'elsewhere.db'}")
+    try:
+        handle = fetch_champion("flow-test", str(tmp_path / "work"), tracking_uri)
+    finally:
+        mlflow.set_tracking_uri(tracking_uri)
+    assert handle["version"] == "1" and (Path(handle["model_dir"]) / "bundle.json").exists()
