@@ -4,11 +4,19 @@ and the embedding-space perturbations of adversarial training (FGM, PGD, FreeLB)
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import Field, field_validator
 
 from lowlm.config.base import _Strict
+
+
+def _not_empty(name: str, value: list, fields) -> list:
+    """A list of choices must name at least one (the choices are its field's Literal values)."""
+    if not value:
+        choices = get_args(get_args(fields[name].annotation)[0])
+        raise ValueError(f"{name}: name at least one of {', '.join(repr(c) for c in choices)}")
+    return value
 
 
 class WordAttackConfig(_Strict):
@@ -28,12 +36,7 @@ class WordAttackConfig(_Strict):
                                        "word's (in the attacked model) reaches this; words the model does not know "
                                        "are then dropped. None: no such constraint.")
 
-    @field_validator("sources")
-    @classmethod
-    def _some_source(cls, value: list) -> list:
-        if not value:
-            raise ValueError("sources: name at least one of 'wordnet', 'embedding'")
-        return value
+    _some_source = field_validator("sources")(lambda cls, value: _not_empty("sources", value, cls.model_fields))
 
 
 class CharAttackConfig(_Strict):
@@ -44,12 +47,8 @@ class CharAttackConfig(_Strict):
         description="Edits tried on a word: swap two neighbouring letters, substitute, delete or insert one.")
     edits_per_operation: int = Field(3, ge=1, description="Seeded positions tried per operation and word.")
 
-    @field_validator("operations")
-    @classmethod
-    def _some_operation(cls, value: list) -> list:
-        if not value:
-            raise ValueError("operations: name at least one of 'swap', 'substitute', 'delete', 'insert'")
-        return value
+    _some_operation = field_validator("operations")(
+        lambda cls, value: _not_empty("operations", value, cls.model_fields))
 
 
 class GenerateConfig(_Strict):

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import random
+import time
 from dataclasses import dataclass, field
 from typing import Generator, Sequence
 
@@ -31,6 +32,7 @@ import torch
 
 from lowlm.config.attack import AttackConfig
 from lowlm.inference.classifier import TextClassifier
+from lowlm.text.batching import pad
 from lowlm.robustness.words import (EmbeddingNeighbours, char_edits, coarse_tags, delete, is_stopword, replace,
                                     same_case, word_spans, wordnet_candidates)
 
@@ -265,8 +267,6 @@ class Attacker:
         tok, model = self.classifier.tokenizer, self.classifier.model
         encodings = tok.backend.encode_batch([a.text for a in asks])
         ids = [e.ids[: tok.max_length] or [1] for e in encodings]
-        from lowlm.text.batching import pad
-
         batch, lengths = pad(ids)
         token_sal = token_saliency(model, batch, lengths, torch.tensor([a.label for a in asks]))
         out = []
@@ -311,8 +311,6 @@ def token_saliency(model: torch.nn.Module, ids: torch.Tensor, lengths: torch.Ten
 def attack(classifier: TextClassifier, texts: Sequence[str], labels: Sequence[int], config: AttackConfig,
            one_at_a_time: bool = False, lockstep: int = 256) -> AttackRun:
     """Attack every text (``labels``: label indices); ``lockstep`` searches share each forward pass."""
-    import time
-
     attacker = Attacker(classifier, config)
     start = time.perf_counter()
     searches = [attacker.search(i, t, y) for i, (t, y) in enumerate(zip(texts, labels))]
