@@ -197,6 +197,7 @@ def test_round_trip_augmenter_in_the_chain(tiny_translator):
     assert kept and all(r.augmenter == "backtranslation" and r.text not in texts for r in kept)
 
 
+@pytest.mark.slow  # about 30-60 s: run by `make bench` (make test stays under 10 minutes)
 def test_rows_do_not_depend_on_the_process(tmp_path):
     """Python's string hashing differs per process; nlpaug's misspelling lists follow it unless sorted."""
     import json

@@ -103,6 +103,7 @@ def test_the_same_preset_in_a_fresh_process_gives_the_same_model(uninterrupted, 
     assert f"model digest {uninterrupted['digest']} is already version" in again.stdout
 
 
+@pytest.mark.slow  # about 30-60 s: run by `make bench` (make test stays under 10 minutes)
 def test_kill_9_mid_training_then_resume_gives_the_uninterrupted_model(uninterrupted, tmp_path, tracking_uri):
     """kill -9 leaves runs RUNNING: the next start marks them FAILED and says so; `--resume` continues
     the training from its last checkpoint to the model an uninterrupted run trains."""
@@ -136,6 +137,7 @@ def test_kill_9_mid_training_then_resume_gives_the_uninterrupted_model(uninterru
     assert not checkpoint.exists()  # the finished bundle replaced it
 
 
+@pytest.mark.slow  # about 30-60 s: run by `make bench` (make test stays under 10 minutes)
 def test_sigterm_ends_the_runs_failed_and_stops_the_temporary_prefect_server(tmp_path, tracking_uri):
     """No PREFECT_API_URL: the run starts Prefect's temporary server; SIGTERM during training ends every
     MLflow run FAILED, stops that server, and exits with one error line."""

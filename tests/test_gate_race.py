@@ -187,6 +187,7 @@ def test_two_first_registrations_at_once_end_as_if_one_ran_after_the_other(store
     assert _gate_tags_match(store, "race-first", results)
 
 
+@pytest.mark.slow  # about 30-60 s: run by `make bench` (make test stays under 10 minutes)
 def test_without_a_lock_compare_and_set_converges_on_the_same_registry(store, bundle, tmp_path, monkeypatch):
     # what a store without database access (an MLflow server over http) gets: no lock, so both read the
     # old champion at once and both take the alias; the re-checks must agree on one outcome

@@ -179,6 +179,7 @@ async def _hammer(url: str, requests: int, clients: int) -> list[int]:
     return statuses
 
 
+@pytest.mark.slow  # about 30-60 s: run by `make bench` (make test stays under 10 minutes)
 def test_memory_stays_flat_under_2000_requests_from_8_clients(rest):
     server = rest["server"]
     start = time.monotonic()
