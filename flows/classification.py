@@ -2,7 +2,7 @@
 
     (translators for back-translation, and the champion to attack: resolved first)
     ingest ─> ingest-fewshot ─> tokenize ─> augment (shards) ─> [probe] ─> adversarial ─> train
-        ├────> fewshot (on the second corpus)
+        ├────> fewshot-cell x (strategies x k x seeds) ─> fewshot ─> register (NAME-fewshot)
         └────> evaluate ─> evaluate-attack ─> register
 
 The adversarial stage attacks the registry's champion (or, when there is none, a probe model trained
@@ -24,13 +24,13 @@ from prefect import flow
 from lowlm.config import PipelineConfig, TrainConfig
 from lowlm.config.attack import PerturbationConfig
 from lowlm.data.corpus import corpus_fingerprint
-from flows.augmenting import augment_split, classification_translators
+from flows.augmenting import augment_split, classification_translators, map_shards
 from flows.runtime import guard_api_run
 from tasks._cache import WorkFolder
 from tasks._stage import pipeline_run, tracking_uri
 from tasks.adversarial import adversarial, robustness
 from tasks.evaluate import evaluate
-from tasks.fewshot import fewshot
+from tasks.fewshot import fewshot, fewshot_cell
 from tasks.ingest import ingest
 from tasks.registered import fetch_champion, fetch_classifier
 from tasks.register import register
@@ -65,7 +65,7 @@ def classification(config: PipelineConfig, resume: bool = False) -> dict:
                               resume=resume, calibration=config.calibration, attack=refresh)
         transfer = None
         if target is not None:
-            transfer = work(fewshot)(target, trained, config.fewshot, work.path, tracking)
+            transfer = fewshot_grid(target, trained, config, work, tracking)
         evaluation = work(evaluate)(corpus, trained, tracking)
         robust = work(robustness)(corpus, trained, config.attack, tracking)
         evaluation = {**evaluation, "metrics": {**evaluation["metrics"], **robust["metrics"]},
@@ -79,7 +79,25 @@ def classification(config: PipelineConfig, resume: bool = False) -> dict:
         summary = {**evaluation["metrics"], "best_val": trained["best_val"]}
         if transfer:
             summary["fewshot_accuracy"] = transfer["fewshot_accuracy"]
-        return summarize(summary, registered, tracking)
+            fewshot_name = config.fewshot.model_name or f"{config.registry.model_name}-fewshot"
+            transfer["registered"] = register(
+                target, transfer, transfer, config.task, fewshot_name, "accuracy", config.digest(),
+                {**target["digests"], "content": target["content_digest"], "base_model": trained["digest"]}, tracking,
+                stage="register-fewshot")
+        result = summarize(summary, registered, tracking)
+        if transfer:
+            result["fewshot_model"] = transfer["registered"]
+        return result
+
+
+def fewshot_grid(target: dict, base: dict, config: PipelineConfig, work: WorkFolder, tracking) -> dict:
+    """Every (strategy, k, seed) cell fine-tuned from ``base`` on the task runner, then the summary stage."""
+    fs = config.fewshot
+    cells = map_shards(work(fewshot_cell), [
+        {"target": target, "base": base, "strategy": strategy, "k": k, "seed": seed, "finetune": fs.finetune,
+         "work_dir": work.path, "tracking": tracking}
+        for strategy in fs.strategies for k in fs.shots for seed in fs.seeds], fs, what="few-shot")
+    return work(fewshot)(target, cells, fs, tracking)
 
 
 def attack_target(config: PipelineConfig, work: WorkFolder) -> dict | None:

@@ -72,10 +72,11 @@ class Tracking:
 
 
 @contextmanager
-def stage_run(tracking: Tracking, stage: str):
-    """A nested MLflow run for one stage. An exception ends it FAILED and propagates."""
+def stage_run(tracking: Tracking, stage: str, run_name: str | None = None):
+    """A nested MLflow run for one stage (named ``run_name``, default the stage's name; tagged
+    ``lowlm.stage``). An exception ends it FAILED and propagates."""
     mlflow.set_tracking_uri(tracking.uri)
-    with mlflow.start_run(experiment_id=tracking.experiment_id, run_name=stage, nested=True,
+    with mlflow.start_run(experiment_id=tracking.experiment_id, run_name=run_name or stage, nested=True,
                           parent_run_id=tracking.parent_run_id, tags={"lowlm.stage": stage, **process_tags()}) as run:
         yield run
 

@@ -230,12 +230,13 @@ def robustness_requirement(metrics: dict, minimum: float | None) -> str | None:
 @task(name="register")
 def register(corpus: dict, trained: dict, evaluation: dict, task: str, model_name: str, metric: str,
              config_hash: str, data_digests: dict, tracking: Tracking, min_attacked_accuracy: float | None = None,
-             attacked: dict | None = None) -> dict:
+             attacked: dict | None = None, stage: str = "register") -> dict:
     """``task``: the pipeline's declared kind (``classification``, ``seq2seq``), which says how the
     champion is re-scored. ``min_attacked_accuracy``: the robustness a champion needs (on validation);
-    ``attacked``: the model the adversarial stage attacked for training rows (tagged)."""
+    ``attacked``: the model the adversarial stage attacked for training rows (tagged). ``stage``: the MLflow
+    run's name (``register-fewshot`` for the few-shot model)."""
     client = MlflowClient(tracking.uri)
-    with stage_run(tracking, "register"):
+    with stage_run(tracking, stage):
         same = [v for v in model_versions(client, model_name) if v.tags.get("model_digest") == trained["digest"]]
         if same:
             version = client.get_model_version(model_name, same[0].version)

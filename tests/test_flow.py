@@ -16,8 +16,9 @@ from flows.classification import classification, main
 from lowlm.config import load_pipeline_config
 from lowlm.inference.classifier import TextClassifier
 
-STAGES = {"ingest", "tokenize", "augment", "probe", "adversarial", "train", "ingest-fewshot", "fewshot", "evaluate",
-          "evaluate-attack", "register"}
+STAGES = {"ingest", "tokenize", "augment", "probe", "adversarial", "train", "ingest-fewshot", "fewshot-cell", "fewshot",
+          "evaluate", "evaluate-attack", "register", "register-fewshot"}
+TASKS = STAGES - {"register-fewshot"} | {"augment-shard"}  # Prefect task names (both registrations are `register`)
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +109,22 @@ def test_first_run_tracks_every_stage_and_registers_a_champion(first_run, config
     hardened = dataset_digest(stages["adversarial"], "adversarial-train")
     assert augmented != hardened == version.tags["data_digest.train_augmented"]
     assert float(version.tags["test_attacked_accuracy"]) == pytest.approx(attacked["test_attacked_accuracy"], abs=1e-6)
-    assert stages["fewshot"].data.metrics["shots"] == 24
+    assert stages["fewshot"].data.metrics["shots"] == 24  # the largest k, 8, of 3 classes
+    # the few-shot grid: one nested run per (strategy, k, seed), a table and the learning curve
+    cells = [r for r in client.search_runs([parent.info.experiment_id], max_results=100,
+                                           filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+             if r.data.tags["lowlm.stage"] == "fewshot-cell"]
+    fs = config.fewshot
+    assert sorted((r.data.params["strategy"], int(r.data.params["k"]), int(r.data.params["seed"])) for r in cells) == \
+        sorted((s, k, seed) for s in fs.strategies for k in fs.shots for seed in fs.seeds)
+    summary = stages["fewshot"]
+    assert {"plots/fewshot_learning_curve.png"} <= {f.path for f in client.list_artifacts(summary.info.run_id, "plots")}
+    assert {"fewshot_grid.json", "fewshot_grid.csv"} <= {f.path for f in client.list_artifacts(summary.info.run_id)}
+    chosen = summary.data.tags["fewshot.chosen_strategy"]
+    assert chosen in fs.strategies
+    fewshot_version = client.get_model_version_by_alias("flow-test-fewshot", "champion")
+    assert fewshot_version.tags["test_accuracy"] and fewshot_version.tags["data_digest.base_model"] == version.tags["model_digest"]
+    assert result["fewshot_model"]["alias"] == "champion"
     assert stages["augment"].data.metrics["rows_added"] > 0
 
     assert result["model"]["version"] == "1" and result["model"]["alias"] == "champion"
@@ -147,12 +163,12 @@ def test_identical_rerun_hits_the_cache(first_run, config, tracking_uri):
     assert state.is_completed()
     states = task_states(state.state_details.flow_run_id)
     uncached = {"register", "summarize"}  # the registry and the parent run are read and written every run
-    assert {k: v for k, v in states.items() if k not in uncached} == {s: "Cached" for s in (STAGES | {"augment-shard"}) - uncached}
+    assert {k: v for k, v in states.items() if k not in uncached} == {s: "Cached" for s in TASKS - uncached}
     assert states["register"] == states["summarize"] == "Completed"
     assert result["model"] == {**result["model"], "version": "1", "new": False}
     assert len(MlflowClient(tracking_uri).search_model_versions("name = 'flow-test'")) == 1
     # a cached stage logs no new MLflow run
-    assert set(stage_runs(MlflowClient(tracking_uri), result["mlflow_run_id"])) == {"register"}
+    assert set(stage_runs(MlflowClient(tracking_uri), result["mlflow_run_id"])) == {"register", "register-fewshot"}
 
 
 def test_new_training_settings_rerun_only_what_depends_on_them(first_run, config, tracking_uri):

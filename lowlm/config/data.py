@@ -214,3 +214,58 @@ class PairCorpusConfig(_Strict):
             if limit is not None and limit < self.min_tokens:
                 raise ValueError(f"{name} ({limit}) is below min_tokens ({self.min_tokens}): nothing could pass")
         return self
+
+
+class TextSourceConfig(_Strict):
+    """Unlabelled text for a language model: a file and where its texts are, or a labelled corpus's train split.
+
+    ``lines``: one text a line (.gz or plain). ``tsv``/``csv``: the ``field`` column (a header name, or a
+    position with ``header: false``). ``jsonl``: the ``field`` key of each object. ``squad``: every
+    paragraph's context in a SQuAD-format JSON file, of the articles ``articles`` names (1-based,
+    inclusive). ``corpus``: the train split of a labelled corpus, split as its classification pipeline
+    splits it (so its validation and test rows are never read)."""
+
+    format: Literal["lines", "tsv", "csv", "jsonl", "squad", "corpus"]
+    path: str | None = Field(None, description="The file (all formats but corpus).")
+    field: str | int | None = Field(None, description="tsv/csv: the column (name or position); jsonl: the key.")
+    header: bool = Field(True, description="tsv/csv: whether the first line names the columns.")
+    articles: tuple[int, int] | None = Field(None, description="squad: first and last article (1-based) to read.")
+    corpus: CorpusConfig | None = Field(None, description="corpus: the labelled corpus whose train texts are read.")
+    encoding: str = "utf-8"
+    max_texts: int | None = Field(None, gt=0, description="Keep the first this many texts of this source.")
+
+    @model_validator(mode="after")
+    def _check(self) -> "TextSourceConfig":
+        if self.format == "corpus":
+            if self.corpus is None or self.path is not None:
+                raise ValueError("format 'corpus' takes corpus (a labelled corpus config), not path")
+        elif self.path is None:
+            raise ValueError(f"format {self.format!r} needs path")
+        if self.format in ("tsv", "csv", "jsonl") and self.field is None:
+            raise ValueError(f"format {self.format!r} needs field: the column or key that holds the text")
+        if self.articles is not None and (self.format != "squad" or not 1 <= self.articles[0] <= self.articles[1]):
+            raise ValueError(f"articles: a range [first, last] of 1-based article numbers, for format squad; "
+                             f"got {self.articles} with format {self.format!r}")
+        return self
+
+    @property
+    def name(self) -> str:
+        return self.path if self.path is not None else f"train split of {self.corpus.path}"
+
+
+class TextCorpusConfig(_Strict):
+    """Unlabelled text from several sources, repeats dropped, texts of ``exclude`` dropped, then split
+    (seeded) into train, validation (selects epochs) and test (held-out perplexity)."""
+
+    sources: list[TextSourceConfig] = Field(min_length=1)
+    exclude: list[TextSourceConfig] = Field(default_factory=list, description="Texts never trained on: any text "
+                                            "read here (e.g. a benchmark's test split) is dropped from the sources.")
+    min_words: int = Field(1, ge=1, description="Drop texts with fewer words.")
+    validation_size: float | int = Field(0.02, gt=0, description="A fraction (<1) or a count (>=1) of the texts.")
+    test_size: float | int = Field(0.02, gt=0, description="A fraction (<1) or a count (>=1) of the texts.")
+    seed: int = 13
+
+    @model_validator(mode="after")
+    def _check(self) -> "TextCorpusConfig":
+        _split_sizes(self)
+        return self

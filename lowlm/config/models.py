@@ -53,6 +53,28 @@ class Seq2SeqModelConfig(_Strict):
     share_embeddings: bool = Field(False, description="One embedding table for both sides (needs tokenizer.joint).")
 
 
+class LanguageModelConfig(_Strict):
+    """A GRU/LSTM next-token language model (ULMFiT / AWD-LSTM style) whose encoder starts the classifiers'.
+
+    Sizes match ``RNNAttentionConfig``'s defaults, so its weights map by name into the default BiGRU
+    classifier (embedding, and the RNN's layers; the backward model fills the reverse direction)."""
+
+    kind: Literal["language_model"] = "language_model"
+    embedding_dim: int = Field(100, gt=0)
+    cell: Literal["gru", "lstm"] = "gru"
+    hidden_dim: int = Field(128, gt=0)
+    layers: int = Field(1, ge=1, le=4)
+    directions: Literal[1, 2] = Field(2, description="2: a forward and a backward model (sharing the embedding), "
+                                                     "which start both directions of a bidirectional encoder.")
+    tie_weights: bool = Field(True, description="The output layer is the input embedding (through a projection "
+                                                "when hidden_dim differs from embedding_dim).")
+    dropout_embedding: float = Field(0.1, ge=0, lt=1, description="Whole words dropped from the embedding matrix.")
+    dropout_input: float = Field(0.25, ge=0, lt=1, description="Locked (one mask per sequence) on the RNN input.")
+    dropout_hidden: float = Field(0.2, ge=0, lt=1, description="Between RNN layers (layers > 1).")
+    dropout_weight: float = Field(0.3, ge=0, lt=1, description="DropConnect on the hidden-to-hidden weights.")
+    dropout_output: float = Field(0.3, ge=0, lt=1, description="Locked, on the RNN output before the softmax.")
+
+
 DEFAULT_CLASSIFIER = "rnn_attention"
 
 
@@ -66,4 +88,5 @@ ClassifierConfig = Annotated[
     Discriminator(_classifier_kind),
 ]
 ClassifierConfigAdapter = TypeAdapter(ClassifierConfig)
-ModelConfig = Annotated[Union[BagOfNgramsConfig, RNNAttentionConfig, Seq2SeqModelConfig], Field(discriminator="kind")]
+ModelConfig = Annotated[Union[BagOfNgramsConfig, RNNAttentionConfig, Seq2SeqModelConfig, LanguageModelConfig],
+                        Field(discriminator="kind")]

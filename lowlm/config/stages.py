@@ -27,7 +27,9 @@ class TrainConfig(_Strict):
     lr: float = Field(2e-3, gt=0)
     weight_decay: float = Field(0.01, ge=0)
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
-    schedule: Literal["linear", "cosine", "constant"] = "linear"
+    schedule: Literal["linear", "cosine", "constant", "slanted_triangular"] = Field(
+        "linear", description="After the warm-up (warmup_ratio): linear or cosine decay, constant, or ULMFiT's "
+                              "slanted triangular rates (the warm-up is its rise; 1/32 of the peak at both ends).")
     grad_clip: float = Field(1.0, ge=0, description="Max gradient norm; 0 disables clipping.")
     patience: int = Field(3, ge=0, description="Epochs without improvement before stopping; 0 = never.")
     metric: Literal["accuracy", "macro_f1"] = "accuracy"
@@ -40,6 +42,24 @@ class TrainConfig(_Strict):
     progress: bool = True
     perturbation: PerturbationConfig = Field(default_factory=PerturbationConfig,
                                              description="Adversarial training in embedding space (FGM, PGD, FreeLB).")
+
+
+class LanguageModelTrainConfig(TrainConfig):
+    """Training settings for a language model: the classifier's, plus how texts are cut into sequences."""
+
+    batch_size: int = Field(64, ge=1)
+    epochs: int = Field(5, ge=1)
+    window: int = Field(70, ge=4, description="Texts longer than this many tokens are cut into pieces this long.")
+    sampled_softmax: int = Field(0, ge=0, description="Training's softmax over the batch's words plus this many "
+                                                      "sampled ones (0: the full vocabulary); validation is exact.")
+    patience: int = Field(2, ge=0, description="Epochs without a lower validation loss before stopping; 0 = never.")
+
+    @field_validator("perturbation")
+    @classmethod
+    def _classifiers_only(cls, value: PerturbationConfig) -> PerturbationConfig:
+        if value.method != "none":
+            raise ValueError("perturbation: embedding-space adversarial training is for classifiers, not language models")
+        return value
 
 
 class CalibrationConfig(_Strict):
@@ -63,13 +83,53 @@ class CalibrationConfig(_Strict):
         return values
 
 
+Strategy = Literal["prototypes", "head", "gradual_unfreezing", "full", "scratch"]
+STRATEGIES: tuple[str, ...] = ("prototypes", "head", "gradual_unfreezing", "full", "scratch")
+
+
+class FineTuneConfig(_Strict):
+    """How each strategy fine-tunes on the k-shot rows (``lowlm.training.fewshot``).
+
+    Defaults that do not underfit with many classes: 300 steps (a 30-step head scored 3% on 150
+    intents where 300 steps at 0.1 scored 37%)."""
+
+    steps: int = Field(300, ge=1, description="Optimizer steps (the head: full-batch steps on cached features).")
+    batch_size: int = Field(32, ge=1, description="Rows per step for the strategies that run the encoder.")
+    head_lr: float = Field(0.1, gt=0, description="'head': the linear head's learning rate (frozen encoder).")
+    lr: float = Field(1e-2, gt=0, description="gradual_unfreezing, full, scratch: the top layer group's rate.")
+    lr_decay: float = Field(2.6, ge=1, description="gradual_unfreezing: each lower layer group's rate is the one "
+                                                   "above's divided by this (ULMFiT's discriminative rates).")
+    weight_decay: float = Field(0.01, ge=0)
+    warmup_ratio: float = Field(0.1, ge=0, lt=1, description="Warm-up share of the steps (STLR's rise for "
+                                                             "gradual_unfreezing).")
+
+
 class FewShotConfig(_Strict):
+    """Transfer to a second task: a grid of k x seeds x strategies, each fine-tuned on k examples per class,
+    run in parallel on the task runner; the best strategy (validation accuracy at the largest k, mean over
+    seeds) is registered as its own model."""
+
     enabled: bool = True
     corpus: CorpusConfig | None = None
-    k: int = Field(8, ge=1, description="Labelled examples per class used for fine-tuning.")
-    epochs: int = Field(30, ge=1)
-    lr: float = Field(1e-2, gt=0)
-    seed: int = 13
+    shots: list[int] = Field(default_factory=lambda: [8], min_length=1,
+                             description="k: labelled examples per class (a class with fewer uses all it has).")
+    seeds: list[int] = Field(default_factory=lambda: [13], min_length=1, description="One k-shot sample and run each.")
+    strategies: list[Strategy] = Field(default_factory=lambda: ["head"], min_length=1, description=(
+        "prototypes: nearest class centroid on the frozen encoder; head: a linear head on it; gradual_unfreezing: "
+        "ULMFiT (discriminative rates, slanted triangular schedule, one more layer group each epoch); full: every "
+        "weight at once; scratch: the same architecture from random weights (the baseline)."))
+    finetune: FineTuneConfig = Field(default_factory=FineTuneConfig)
+    runner: Literal["thread"] = Field("thread", description="Prefect task runner the grid is mapped over.")
+    workers: int = Field(2, ge=1, description="Grid cells run at once.")
+    model_name: str | None = Field(None, description="Registered model of the chosen few-shot model; None: the "
+                                                     "pipeline's registry.model_name + '-fewshot'.")
+
+    @field_validator("shots", "seeds", "strategies")
+    @classmethod
+    def _distinct(cls, values: list) -> list:
+        if len(set(values)) != len(values):
+            raise ValueError(f"a value is listed twice in {values}")
+        return values
 
 
 class RegistryConfig(_Strict):

@@ -130,3 +130,25 @@ def attention_figure(rows: Sequence[tuple[list[str], Sequence[float], str]], tit
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def learning_curve_figure(rows: Sequence[dict], metric: str = "test_accuracy", title: str = "Few-shot learning curve"):
+    """Accuracy against k (examples per class): one line per strategy, the mean over seeds with a band
+    of one standard deviation. ``rows``: dicts with ``strategy``, ``k`` and ``metric``."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for strategy in dict.fromkeys(r["strategy"] for r in rows):
+        ks = sorted({r["k"] for r in rows if r["strategy"] == strategy})
+        values = [[r[metric] for r in rows if r["strategy"] == strategy and r["k"] == k] for k in ks]
+        mean = np.array([np.mean(v) for v in values])
+        spread = np.array([np.std(v) for v in values])
+        ax.plot(ks, mean, marker="o", label=strategy)
+        ax.fill_between(ks, mean - spread, mean + spread, alpha=0.2)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("examples per class (k)")
+    ax.set_ylabel(metric.replace("_", " "))
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig

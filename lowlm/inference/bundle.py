@@ -40,6 +40,7 @@ FORMAT = 2  # bundle.json layout; folders without it were written before kinds w
 BUNDLE_KINDS = {
     "classifier": "lowlm.inference.classifier:TextClassifier",
     "translator": "lowlm.inference.translator:Translator",
+    "language_model": "lowlm.inference.language_model:LanguageModelBundle",
 }
 
 

@@ -20,6 +20,7 @@ MODEL_KINDS = {
     "bag_of_ngrams": "lowlm.models.classifier:BagOfNgrams",
     "rnn_attention": "lowlm.models.classifier:RNNAttentionClassifier",
     "seq2seq": "lowlm.models.seq2seq:Seq2Seq",
+    "language_model": "lowlm.models.language_model:LanguageModel",
 }
 _CONFIG = TypeAdapter(ModelConfig)
 

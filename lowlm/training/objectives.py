@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import torch
@@ -104,6 +105,33 @@ class Seq2SeqObjective:
 
     def score(self, metrics: dict) -> float:
         return -metrics["val_loss"] if self.metric == "loss" else metrics[f"val_{self.metric}"]
+
+
+class LanguageModelObjective:
+    """Next-token cross-entropy of a ``LanguageModel`` (both directions) on unlabelled ``Batches``;
+    validation reports the loss per token and its perplexity, and selects on the loss."""
+
+    unit = "tokens"
+
+    def __init__(self, samples: int = 0):
+        self.samples = samples  # sampled softmax in training (``LanguageModel.loss``); 0: the full softmax
+
+    def loss(self, model, batch, device) -> Loss:
+        total, count = model.loss(batch.ids.to(device), batch.lengths.to(device), self.samples)
+        return Loss(total / max(1, count), count)
+
+    @torch.no_grad()
+    def evaluate(self, model, validation, device) -> dict:
+        model.eval()
+        total, count = 0.0, 0
+        for b in validation:
+            t, n = model.loss(b.ids.to(device), b.lengths.to(device))
+            total, count = total + t.item(), count + n
+        loss = total / max(1, count)
+        return {"val_loss": loss, "val_perplexity": math.exp(min(loss, 50.0))}
+
+    def score(self, metrics: dict) -> float:
+        return -metrics["val_loss"]
 
 
 def train_classifier(model: nn.Module, train, validation, num_labels: int, config, callbacks=(),

@@ -27,11 +27,12 @@ def make_optimizers(model: nn.Module, cfg: TrainConfig, param_groups: list[dict]
     sparse = sparse_parameters(model)
     sparse_ids = {id(p) for p in sparse}
     if param_groups is None:
-        decay, no_decay = [], []
+        decay, no_decay, seen = [], [], set(sparse_ids)
         for module in model.modules():
             for p in module.parameters(recurse=False):
-                if id(p) in sparse_ids:
+                if id(p) in seen:  # sparse, or shared (tied weights) and grouped by its first module
                     continue
+                seen.add(id(p))
                 if p.ndim < 2 or isinstance(module, (nn.Embedding, nn.EmbeddingBag)):
                     no_decay.append(p)
                 else:

@@ -152,12 +152,23 @@ def lr_lambda(schedule: str, total_steps: int | Callable[[], int], warmup_steps:
     ``total_steps`` may be a function, read at every step (the trainer's estimate, which grows when a
     callback adds rows to the training data).
 
+    ``slanted_triangular`` (ULMFiT's STLR): a short linear rise over the warm-up, a long linear fall,
+    from and to 1/32 of the peak.
+
     >>> f = lr_lambda("linear", 100, 10); f(0), f(10), round(f(55), 2), f(100)
     (0.1, 1.0, 0.5, 0.0)
+    >>> g = lr_lambda("slanted_triangular", 100, 10); g(0), g(10), g(100)
+    (0.03125, 1.0, 0.03125)
     """
     total = total_steps if callable(total_steps) else (lambda: total_steps)
 
     def f(step: int) -> float:
+        if schedule == "slanted_triangular":
+            if step < warmup_steps:
+                p = step / warmup_steps
+            else:
+                p = 1.0 - min(1.0, (step - warmup_steps) / max(1, total() - warmup_steps))
+            return (1 + 31 * p) / 32
         if step < warmup_steps:
             return (step + 1) / warmup_steps
         if schedule == "constant":
