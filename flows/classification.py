@@ -32,10 +32,10 @@ from tasks.adversarial import adversarial, robustness
 from tasks.evaluate import evaluate
 from tasks.fewshot import fewshot, fewshot_cell
 from tasks.ingest import ingest
-from tasks.registered import fetch_champion, fetch_classifier
+from tasks.registered import fetch_champion, fetch_classifier, fetch_language_model
 from tasks.register import register
 from tasks.summarize import summarize
-from tasks.tokenize import tokenize
+from tasks.tokenize import pretrained_tokenizer, tokenize
 from tasks.train import train
 
 
@@ -46,6 +46,9 @@ def classification(config: PipelineConfig, resume: bool = False) -> dict:
     work = WorkFolder(config.work_dir)  # stage outputs and their cached results live here
     translators = classification_translators(config, work, tracking_uri())  # one version each, checked now
     champion = attack_target(config, work)  # the version to attack, resolved now (None: a probe)
+    lm = None  # the language model the encoder starts from: one version, checked against the model config now
+    if config.pretrained is not None:
+        lm = fetch_language_model(config.pretrained.uri, work.path, tracking_uri(), config.model)
     with pipeline_run("classification", config) as tracking:
 
         corpus = work(ingest)(config.corpus, work.path, tracking, fingerprint=corpus_fingerprint(config.corpus))
@@ -54,15 +57,18 @@ def classification(config: PipelineConfig, resume: bool = False) -> dict:
             target = work(ingest.with_options(name="ingest-fewshot"))(
                 config.fewshot.corpus, work.path, tracking, stage="ingest-fewshot",
                 fingerprint=corpus_fingerprint(config.fewshot.corpus))
-        vocab = work(tokenize)(corpus, config.tokenizer, work.path, tracking)
+        vocab = (work(pretrained_tokenizer)(corpus, lm, tracking) if lm is not None
+                 else work(tokenize)(corpus, config.tokenizer, work.path, tracking))
         train_split = augment_split(corpus, config.augment, work, tracking, translators)
         if config.attack.generate.enabled:
             victim = victim_of(champion, corpus, work) or work(train.with_options(name="probe"))(
                 corpus, train_split, vocab, config.model, probe_settings(config), work.path, tracking, stage="probe")
             train_split = work(adversarial)(corpus, train_split, victim, config.attack, work.path, tracking)
         refresh = config.attack if config.attack.refresh.every else None
+        start = {} if lm is None else {"pretrained": lm, "unfreeze": config.pretrained.unfreeze,
+                                       "lr_decay": config.pretrained.lr_decay}
         trained = work(train)(corpus, train_split, vocab, config.model, config.train, work.path, tracking,
-                              resume=resume, calibration=config.calibration, attack=refresh)
+                              resume=resume, calibration=config.calibration, attack=refresh, **start)
         transfer = None
         if target is not None:
             transfer = fewshot_grid(target, trained, config, work, tracking)

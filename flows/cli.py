@@ -121,7 +121,13 @@ def validate(preset: Annotated[str, typer.Argument(help="preset name under confi
     try:
         config = load_pipeline_config(preset, _overrides(set_))
         typer.echo(f"config: {preset} is a valid {config.task} pipeline (digest {config.digest()})")
-        if config.task == "seq2seq":
+        if config.task == "lm":
+            from lowlm.data.unlabelled import load_texts
+
+            texts = load_texts(config.corpus)
+            typer.echo("corpus: " + ", ".join(f"{name} {len(rows)} texts" for name, rows in texts.splits.items())
+                       + f"; dropped {texts.dropped}")
+        elif config.task == "seq2seq":
             from lowlm.data.pairs import load_pairs
 
             pairs = load_pairs(config.corpus)
@@ -198,6 +204,10 @@ def _run_here(config, resume: bool = False) -> int:
     typer.echo(headline(config.task, result["metrics"]))
     typer.echo(f"registered model: {model['name']}  version {model['version']}  alias {model['alias']}")
     typer.echo(f"  ({model['reason']})")
+    if result.get("fewshot_model"):
+        few = result["fewshot_model"]
+        typer.echo(f"few-shot model:   {few['name']}  version {few['version']}  alias {few['alias']}  "
+                   f"(few-shot accuracy {result['metrics']['fewshot_accuracy']:.4f})")
     typer.echo(f"load it:  lowlm.serving.pyfunc.load('models:/{model['name']}@{model['alias']}').predict([...])")
     from flows.runtime import mask
 
@@ -230,10 +240,11 @@ def exit_code(exc: BaseException) -> int:
     from lowlm.inference.bundle import BundleError
     from lowlm.robustness.augment import WordNetMissing
     from lowlm.robustness.backtranslation import LanguageMismatch
+    from lowlm.training.pretrained import PretrainedMismatch
     from tasks.registered import RegisteredRefError
 
     bad_input = (CorpusError, BundleError, ValidationError, FileNotFoundError, IsADirectoryError, LanguageMismatch,
-                 RegisteredRefError, WordNetMissing)
+                 RegisteredRefError, WordNetMissing, PretrainedMismatch)
     seen = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))

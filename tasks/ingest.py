@@ -5,10 +5,14 @@ from __future__ import annotations
 import mlflow
 from prefect import task
 
+import pandas as pd
+
 from lowlm.config import CorpusConfig, PairCorpusConfig
+from lowlm.config.data import TextCorpusConfig
 from lowlm.data.corpus import load_corpus
 from lowlm.data.incoming_pairs import pairs_content_digest
 from lowlm.data.pairs import load_pairs
+from lowlm.data.unlabelled import load_texts
 from tasks._cache import STAGE_OPTIONS
 from tasks._stage import Tracking, digest_of, log_dataset, log_table, output_dir, stage_run
 
@@ -53,3 +57,27 @@ def ingest_pairs(corpus: PairCorpusConfig, work_dir: str, tracking: Tracking, fi
         return {"splits": paths, "digests": data.digests, "content_digest": pairs_content_digest(data.splits),
                 "sources": data.sources, "rows": {s: len(p) for s, p in data.splits.items()},
                 "filtered": data.filtered, "languages": [corpus.source_language, corpus.target_language]}
+
+
+@task(name="ingest-text", **STAGE_OPTIONS)
+def ingest_text(corpus: TextCorpusConfig, work_dir: str, tracking: Tracking, fingerprint: str = "") -> dict:
+    """Unlabelled text: read every source, drop (and count) empty, short, repeated and excluded texts, split."""
+    with stage_run(tracking, "ingest"):
+        mlflow.log_dict(corpus.model_dump(mode="json"), "corpus.json")
+        mlflow.log_params({"corpus.sources": len(corpus.sources), "corpus.exclude": len(corpus.exclude),
+                           "corpus.seed": corpus.seed})
+        data = load_texts(corpus)
+        digests = {split: data.digest(split) for split in data.splits}
+        folder = output_dir(work_dir, "ingest-text", digest_of(corpus, digests))
+        paths = {}
+        for split, texts in data.splits.items():
+            frame = pd.DataFrame({"text": texts})
+            paths[split] = str(folder / f"{split}.parquet")
+            frame.to_parquet(paths[split], index=False)
+            log_dataset(frame, name=f"ingest-{split}", digest=digests[split], source=work_dir, context=split,
+                        targets=None)
+            mlflow.log_metrics({f"rows_{split}": len(texts), f"words_{split}": sum(len(t.split()) for t in texts)})
+        mlflow.log_metrics({f"dropped_{reason}": n for reason, n in data.dropped.items()})
+        log_table(pd.DataFrame({"source": list(data.counts), "texts": list(data.counts.values())}), "sources.json")
+        return {"splits": paths, "digests": digests, "content_digest": digest_of(sorted(digests.items())),
+                "rows": {s: len(t) for s, t in data.splits.items()}}

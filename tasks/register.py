@@ -21,6 +21,7 @@ converges when both processes run to the end, but only the lock makes the decisi
 
 from __future__ import annotations
 
+import math
 import random
 import subprocess
 import time
@@ -39,6 +40,8 @@ from tasks.champion import SETTLE_S, _upserted, aliases, crown, registry_uri
 from tasks.champion_lock import ChampionLock, champion_lock
 from tasks.integrity import tag_digests, verified_copy
 from tasks.registry import model_versions
+
+LOWER_IS_BETTER = {"perplexity"}  # gate metrics where the smaller value wins
 
 
 def git_commit() -> str:
@@ -82,6 +85,9 @@ def _score(model_uri: str, corpus: dict, task: str, metric: str, bleu_tokenize: 
     if task == "seq2seq":
         generated = model.predict(pd.DataFrame({TEXT_COLUMN: test["source"]}))["generated"].tolist()
         return score_texts(metric, generated, test["target"].tolist(), bleu_tokenize)
+    if task == "lm":  # corpus perplexity: per predicted token over all the test texts
+        scored = model.predict(pd.DataFrame({TEXT_COLUMN: test["text"]}))
+        return math.exp(-scored["log_prob"].sum() / scored["tokens"].sum())
     predicted = model.predict(pd.DataFrame({TEXT_COLUMN: test["text"]}))["label"].tolist()
     labels = list(corpus["labels"])
     index = {name: i for i, name in enumerate(labels)}
@@ -137,8 +143,10 @@ def _decision(client: MlflowClient, name: str, version: str, ours: float, corpus
     """Compare with the champion as it is now. ``recheck`` (compare-and-set, another version took the
     alias meanwhile): the rule both sides apply alike, a tie going to the lower version number."""
     champ_version, champ_score, how = champion_metric(client, name, corpus, task, metric, bleu_tokenize)
-    verdict = (rematch(ours, int(version), champ_score, int(champ_version))
-               if recheck and champ_score is not None else decide(ours, champ_score))
+    sign = -1.0 if metric in LOWER_IS_BETTER else 1.0  # the rule compares "higher is better"
+    theirs = None if champ_score is None else sign * champ_score
+    verdict = (rematch(sign * ours, int(version), theirs, int(champ_version))
+               if recheck and champ_score is not None else decide(sign * ours, theirs))
     reason = how if champ_score is None else (
         f"{how}; new test_{metric} {ours:.4f} vs champion v{champ_version} {champ_score:.4f}"
         + (f" (re-checked: v{champ_version} took the alias meanwhile)" if recheck else ""))
@@ -255,6 +263,8 @@ def register(corpus: dict, trained: dict, evaluation: dict, task: str, model_nam
                     "test_digest": corpus["digests"]["test"], "train_run_id": trained["run_id"],
                     **{f"data_digest.{k}": v for k, v in data_digests.items()},
                     **{k: f"{v:.6f}" for k, v in evaluation["metrics"].items()}}
+            if trained.get("pretrained"):  # the language model its encoder started from
+                tags.update({f"pretrained_{k}": v for k, v in trained["pretrained"].items()})
             if evaluation.get("robustness"):
                 tags["robustness"] = evaluation["robustness"]
             if attacked and attacked.get("digest"):  # the model whose adversarial examples it trained on

@@ -93,3 +93,26 @@ def fetch_champion(name: str, work_dir: str, tracking_uri: str) -> dict | None:
     except MlflowException:
         return None
     return fetch_classifier(f"models:/{name}@champion", work_dir, tracking_uri)
+
+
+def fetch_language_model(uri: str, work_dir: str, tracking_uri: str, model=None) -> dict:
+    """A handle ``{name, version, uri, digest, model_dir, tokenizer}`` for the registered language model
+    ``uri``. ``model`` (a classifier config): checked now that the LM's encoder fits it, so a mismatch
+    fails before any stage runs, naming both."""
+    got = fetch_bundle(uri, work_dir, tracking_uri, "pretrained")
+    if got.meta.get("kind") != "language_model":
+        raise RegisteredRefError(f"{uri} (version {got.version}) is a {got.meta.get('kind') or 'model of unknown kind'}"
+                                 f", not a language model to start an encoder from")
+    if model is not None:
+        from lowlm.inference.language_model import LanguageModelBundle
+        from lowlm.models.kinds import build_model
+        from lowlm.training.pretrained import PretrainedMismatch, load_encoder
+
+        lm = LanguageModelBundle.load(got.path)
+        net = build_model(model, vocab_size=lm.tokenizer.vocab_size, num_labels=2, words=lm.tokenizer.tokens())
+        try:
+            load_encoder(net, lm, lm.tokenizer)
+        except PretrainedMismatch as exc:
+            raise PretrainedMismatch(f"pretrained.uri {uri} (version {got.version}): {exc}") from None
+    return {"name": got.name, "version": got.version, "uri": got.uri, "digest": got.digest,
+            "model_dir": str(got.path), "tokenizer": str(got.path / "tokenizer.json")}

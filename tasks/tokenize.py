@@ -11,7 +11,7 @@ from prefect import get_run_logger, task
 from prefect.exceptions import MissingContextError
 
 from lowlm.config import PairTokenizerConfig, TokenizerConfig
-from lowlm.text.tokenizer import Tokenizer, unknown_rate_warning
+from lowlm.text.tokenizer import UNK_WARNING_RATE, Tokenizer, unknown_rate_warning
 from tasks._cache import STAGE_OPTIONS
 from tasks._stage import Tracking, digest_of, log_table, output_dir, stage_run
 
@@ -33,6 +33,31 @@ def tokenize(corpus: dict, config: TokenizerConfig, work_dir: str, tracking: Tra
         log_table(sample, "tokenized_sample.json")
         return {"path": str(path), "digest": hashlib.sha256(path.read_bytes()).hexdigest()[:16],
                 "vocab_size": tok.vocab_size}
+
+
+@task(name="tokenize", **STAGE_OPTIONS)
+def pretrained_tokenizer(corpus: dict, pretrained: dict, tracking: Tracking) -> dict:
+    """The tokenizer of the language model the encoder starts from (``pretrained``: its handle), instead
+    of one fitted here: the LM's embedding rows are its ids. Logs how well it fits this corpus."""
+    with stage_run(tracking, "tokenize"):
+        mlflow.log_params({"tokenizer.from": pretrained["uri"], "tokenizer.pretrained_digest": pretrained["digest"]})
+        tok = Tokenizer.load(pretrained["tokenizer"])
+        train = pd.read_parquet(corpus["splits"]["train"])["text"].tolist()
+        stats = tok.stats(train)
+        stats["unk_rate_train"] = stats.pop("unk_rate")
+        mlflow.log_metrics(stats)
+        validation = pd.read_parquet(corpus["splits"]["validation"])["text"].tolist()
+        rate = tok.stats(validation)["unk_rate"]
+        mlflow.log_metric("validation_unk_rate", rate)
+        if rate > UNK_WARNING_RATE:
+            message = (f"{rate:.1%} of validation tokens are unknown to the language model's vocabulary: pretrain it "
+                       f"on text that includes this corpus's training texts (unlabelled)")
+            _logger().warning(message)
+            mlflow.set_tag("warning.unk_rate", message)
+        path = pretrained["tokenizer"]
+        with open(path, "rb") as fh:
+            digest = hashlib.sha256(fh.read()).hexdigest()[:16]
+        return {"path": path, "digest": digest, "vocab_size": tok.vocab_size}
 
 
 def check_unknown_rate(tok: Tokenizer, texts: list[str], metric: str, tag: str, setting: str) -> str | None:

@@ -19,7 +19,10 @@ from lowlm.models.kinds import build_model
 from lowlm.text.batching import Batches, PairBatches
 from lowlm.text.tokenizer import Tokenizer
 from lowlm.training.objectives import train_classifier, train_translator
+from lowlm.inference.language_model import LanguageModelBundle
 from lowlm.training.adversarial import AdversarialRefresh
+from lowlm.training.fewshot import GradualUnfreezing, layer_groups
+from lowlm.training.pretrained import load_encoder
 from lowlm.training.trainer import Checkpoint, EpochMetrics, seed_everything
 from tasks._cache import STAGE_OPTIONS
 from tasks._stage import Tracking, digest_of, log_figure, output_dir, stage_run
@@ -73,11 +76,15 @@ def refreshing(attack: AttackConfig | None, train_frame: pd.DataFrame, tok: Toke
 @task(name="train", **STAGE_OPTIONS)
 def train(corpus: dict, augmented: dict, tokenizer: dict, model: ClassifierConfig, config: TrainConfig, work_dir: str,
           tracking: Tracking, resume: bool = False, calibration: CalibrationConfig | None = None,
-          attack: AttackConfig | None = None, stage: str = "train") -> dict:
+          attack: AttackConfig | None = None, stage: str = "train", pretrained: dict | None = None,
+          unfreeze: str = "all", lr_decay: float = 2.6) -> dict:
     """Fit the classifier (early stopping on the in-scope validation rows), then calibrate it on all of
     validation: a temperature, and a rejection threshold when asked or when validation holds out-of-scope rows.
     ``attack``: its ``refresh`` re-generates adversarial rows during training. ``stage``: the MLflow run's
-    and output folder's name (``probe``: the quick model the adversarial stage attacks when there is no champion)."""
+    and output folder's name (``probe``: the quick model the adversarial stage attacks when there is no champion).
+    ``pretrained``: a language model's handle (``tasks.registered.fetch_language_model``) whose encoder the
+    model starts from, trained with every weight at once (``unfreeze: all``) or ULMFiT's gradual
+    unfreezing with discriminative rates (``gradual``, each lower group's rate / ``lr_decay``)."""
     calibration = calibration or CalibrationConfig()
     with stage_run(tracking, stage) as run:
         mlflow.log_params({f"model.{k}": v for k, v in model.model_dump().items()})
@@ -93,16 +100,28 @@ def train(corpus: dict, augmented: dict, tokenizer: dict, model: ClassifierConfi
                               batch_size=256)
         seed_everything(config.seed)  # before the model is built: its initial weights are part of the result
         net = build_model(model, vocab_size=tok.vocab_size, num_labels=len(labels), words=tok.tokens())
+        extra, groups = [], None
+        if pretrained is not None:
+            copied = load_encoder(net, LanguageModelBundle.load(pretrained["model_dir"]), tok)
+            mlflow.set_tags({"pretrained.uri": pretrained["uri"], "pretrained.version": pretrained["version"],
+                             "pretrained.digest": pretrained["digest"], "pretrained.unfreeze": unfreeze})
+            mlflow.log_metric("pretrained_tensors", len(copied))
+            if unfreeze == "gradual":
+                layers = layer_groups(net)
+                extra = [GradualUnfreezing(layers)]
+                groups = [{"params": g, "lr": config.lr / lr_decay ** (len(layers) - 1 - i),
+                           "weight_decay": config.weight_decay} for i, g in enumerate(layers)]
         if model.kind == "bag_of_ngrams":  # its n-gram table holds rows only for buckets seen in training
             mlflow.log_metric("ngram_rows", net.index_ngrams((b.ids, b.lengths) for b in train_batches))
         mlflow.log_metric("parameters", sum(p.numel() for p in net.parameters()))
         refresh = refreshing(attack, pd.read_parquet(augmented["train"]), tok, labels, augmented["train"])
         key = digest_of(model, config, augmented["digest"], corpus["digests"]["validation"], tokenizer["digest"],
-                        calibration, *([attack] if refresh else []))
+                        calibration, *([attack] if refresh else []),
+                        *([pretrained["digest"], unfreeze, lr_decay] if pretrained else []))
         out = output_dir(work_dir, stage, key)
         saves, start = checkpointing(out, resume)
         result = train_classifier(net, train_batches, val_batches, len(labels), config,
-                                  callbacks=[log_epochs, *refresh, *saves], resume=start)
+                                  callbacks=[log_epochs, *extra, *refresh, *saves], resume=start, param_groups=groups)
         mlflow.log_metrics({"best_epoch": result.best_epoch, f"best_val_{config.metric}": result.best_metric,
                             "train_seconds": result.seconds, "stopped_early": int(result.stopped_early)})
         train_labels = encode_labels(pd.read_parquet(corpus["splits"]["train"])["label"], labels,
@@ -120,7 +139,8 @@ def train(corpus: dict, augmented: dict, tokenizer: dict, model: ClassifierConfi
         digest = classifier.digest()
         mlflow.set_tag("lowlm.model_digest", digest)
         return {"model_dir": str(folder), "digest": digest, "run_id": run.info.run_id,
-                "best_epoch": result.best_epoch, "best_val": result.best_metric, "kind": model.kind}
+                "best_epoch": result.best_epoch, "best_val": result.best_metric, "kind": model.kind,
+                "pretrained": {k: pretrained[k] for k in ("uri", "version", "digest")} if pretrained else None}
 
 
 @task(name="train-seq2seq", **STAGE_OPTIONS)

@@ -16,7 +16,7 @@ from lowlm.config.base import _Pipeline, _Strict
 from lowlm.config.data import CorpusConfig, CorpusFormat, PairCorpusConfig
 from lowlm.config.models import (BagOfNgramsConfig, ClassifierConfig, ClassifierConfigAdapter, ModelConfig,
                                  RNNAttentionConfig, Seq2SeqModelConfig)
-from lowlm.config.pipelines import PIPELINES, PipelineConfig, Seq2SeqPipelineConfig
+from lowlm.config.pipelines import PIPELINES, LanguageModelPipelineConfig, PipelineConfig, Seq2SeqPipelineConfig
 from lowlm.config.presets import (CONFIGS_DIR, declared_task, get_dotted, load_pipeline_config, parse_override,
                                   pipeline_task, read_preset, set_dotted)
 from lowlm.config.augment import AugmentConfig, ModelRef, PairAugmentConfig
@@ -25,7 +25,7 @@ from lowlm.config.stages import (AttackConfig, DecodeConfig, FewShotConfig, Pair
 
 __all__ = [
     "AttackConfig", "AugmentConfig", "BagOfNgramsConfig", "CONFIGS_DIR", "ClassifierConfig", "ClassifierConfigAdapter",
-    "CorpusConfig", "CorpusFormat", "DecodeConfig", "FewShotConfig", "ModelConfig", "ModelRef", "PIPELINES", "PairAugmentConfig",
+    "CorpusConfig", "CorpusFormat", "LanguageModelPipelineConfig", "DecodeConfig", "FewShotConfig", "ModelConfig", "ModelRef", "PIPELINES", "PairAugmentConfig",
     "PairCorpusConfig", "PairTokenizerConfig", "PipelineConfig", "RNNAttentionConfig", "RegistryConfig",
     "Seq2SeqModelConfig", "Seq2SeqPipelineConfig", "Seq2SeqRegistryConfig", "Seq2SeqTrainConfig", "TokenizerConfig",
     "TrainConfig", "_Pipeline", "_Strict", "declared_task", "get_dotted", "load_pipeline_config", "parse_override",

@@ -11,11 +11,12 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from lowlm.config.base import _Pipeline
-from lowlm.config.data import CorpusConfig, PairCorpusConfig
-from lowlm.config.models import ClassifierConfig, RNNAttentionConfig, Seq2SeqModelConfig
+from lowlm.config.data import CorpusConfig, PairCorpusConfig, TextCorpusConfig
+from lowlm.config.models import ClassifierConfig, LanguageModelConfig, RNNAttentionConfig, Seq2SeqModelConfig
 from lowlm.config.attack import SourceNoiseConfig
 from lowlm.config.augment import AugmentConfig, PairAugmentConfig
 from lowlm.config.stages import (AttackConfig, CalibrationConfig, DecodeConfig, FewShotConfig, PairTokenizerConfig,
+                                 LanguageModelRegistryConfig, LanguageModelTrainConfig, PretrainedConfig,
                                  RegistryConfig, Seq2SeqRegistryConfig, Seq2SeqTrainConfig, TokenizerConfig,
                                  TrainConfig)
 
@@ -41,6 +42,8 @@ class PipelineConfig(_Pipeline):
                                  description="The attack: adversarial rows for training, robustness in evaluation.")
     model: ClassifierConfig = Field(default_factory=RNNAttentionConfig,
                                     description="The classifier, by `kind`: rnn_attention or bag_of_ngrams.")
+    pretrained: PretrainedConfig | None = Field(None, description="Start the encoder (and take the tokenizer) from a "
+                                                                  "registered language model; None: from scratch.")
     train: TrainConfig = Field(default_factory=TrainConfig, description="The trainer's settings.")
     calibration: CalibrationConfig = Field(default_factory=CalibrationConfig,
                                            description="Temperature and rejection threshold, fitted on validation.")
@@ -53,6 +56,13 @@ class PipelineConfig(_Pipeline):
     def _fewshot_needs_corpus(self) -> "PipelineConfig":
         if self.fewshot.enabled and self.fewshot.corpus is None:
             raise ValueError("fewshot.enabled is true but fewshot.corpus is not set")
+        return self
+
+    @model_validator(mode="after")
+    def _pretrained_needs_a_recurrent_encoder(self) -> "PipelineConfig":
+        if self.pretrained is not None and self.model.kind != "rnn_attention":
+            raise ValueError(f"pretrained: a language model starts a recurrent encoder (model.kind rnn_attention), "
+                             f"not model.kind {self.model.kind}")
         return self
 
     @model_validator(mode="after")
@@ -101,4 +111,22 @@ class Seq2SeqPipelineConfig(_Pipeline):
         return self
 
 
-PIPELINES: dict[str, type[_Pipeline]] = {"classification": PipelineConfig, "seq2seq": Seq2SeqPipelineConfig}
+class LanguageModelPipelineConfig(_Pipeline):
+    """Pretrain a language model on unlabelled text: one form in the Prefect UI, one YAML preset on disk."""
+
+    task: Literal["lm"] = Field("lm", description="The kind of pipeline (declared).")
+    name: str = Field("lm", description="The flow run's MLflow parent run name.")
+    experiment: str = Field("lowlm-lm", description="MLflow experiment the runs go to.")
+    corpus: TextCorpusConfig = Field(description="Unlabelled text: sources, exclusions, held-out splits.")
+    tokenizer: TokenizerConfig = Field(default_factory=lambda: TokenizerConfig(max_length=512),
+                                       description="Tokenizer fitted on the train texts (the classifiers reuse it).")
+    model: LanguageModelConfig = Field(default_factory=LanguageModelConfig, description="The language model.")
+    train: LanguageModelTrainConfig = Field(default_factory=LanguageModelTrainConfig,
+                                            description="The trainer's settings.")
+    registry: LanguageModelRegistryConfig = Field(default_factory=LanguageModelRegistryConfig,
+                                                  description="Registered model and its gate (lower perplexity wins).")
+    work_dir: str = Field(".lowlm", description="Where stage outputs (splits, tokenizers, checkpoints) are kept.")
+
+
+PIPELINES: dict[str, type[_Pipeline]] = {"classification": PipelineConfig, "seq2seq": Seq2SeqPipelineConfig,
+                                         "lm": LanguageModelPipelineConfig}

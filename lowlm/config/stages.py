@@ -140,6 +140,30 @@ class RegistryConfig(_Strict):
                                       "stage) is below this never becomes champion. None: no such requirement.")
 
 
+class LanguageModelRegistryConfig(_Strict):
+    model_name: str = "lowlm-lm"
+    metric: Literal["perplexity"] = Field("perplexity", description="Test perplexity: lower is better.")
+
+
+class PretrainedConfig(_Strict):
+    """Start the classifier's encoder from a registered language model (ULMFiT): its tokenizer replaces the
+    tokenize stage's, its embedding and RNN weights the fresh ones (``lowlm.training.pretrained``)."""
+
+    uri: str = Field(description="models:/NAME@alias or models:/NAME/VERSION of a language model "
+                                 "(a `task: lm` pipeline registers one); resolved to one version at flow start.")
+    unfreeze: Literal["all", "gradual"] = Field(
+        "gradual", description="all: every weight trains from the start; gradual: ULMFiT's gradual unfreezing, one "
+                               "more layer group each epoch from the top, with discriminative rates.")
+    lr_decay: float = Field(2.6, ge=1, description="gradual: each lower layer group's rate is the one above's / this.")
+
+    @field_validator("uri")
+    @classmethod
+    def _registered(cls, value: str) -> str:
+        if not value.startswith("models:/"):
+            raise ValueError(f"uri must be a registered model, models:/NAME@alias or models:/NAME/VERSION; got {value!r}")
+        return value
+
+
 class Seq2SeqTrainConfig(TrainConfig):
     """Training settings for sequence-to-sequence models: the classifier's plus decoding and smoothing."""
 

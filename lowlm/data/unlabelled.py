@@ -142,3 +142,14 @@ def load_texts(cfg: TextCorpusConfig) -> TextCorpus:
                           f"{cfg.validation_size} and test_size {cfg.test_size} with texts left to train on")
     splits = {"validation": texts[:n_val], "test": texts[n_val:n_val + n_test], "train": texts[n_val + n_test:]}
     return TextCorpus(splits, dropped, counts)
+
+
+def texts_fingerprint(cfg: TextCorpusConfig) -> str:
+    """Hash of every file the sources and exclusions read: changes whenever the text on disk changes."""
+    from lowlm.data.corpus import corpus_fingerprint, files_fingerprint
+
+    parts = []
+    for source in [*cfg.sources, *cfg.exclude]:
+        parts.append(corpus_fingerprint(source.corpus) if source.format == "corpus"
+                     else files_fingerprint([source.path]))
+    return hashlib.sha256("".join(parts).encode()).hexdigest()[:16]

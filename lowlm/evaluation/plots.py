@@ -100,6 +100,12 @@ def seq2seq_curves_figure(history: Sequence[dict], metric: str, title: str = "Tr
     return _curves(history, metrics, title, train_label="train loss (smoothed)")
 
 
+def lm_curves_figure(history: Sequence[dict], title: str = "Language model training"):
+    """Train and validation loss per token beside the validation perplexity, per epoch."""
+    return _curves(history, {"val_perplexity": "validation perplexity"}, title,
+                   train_label="train loss (sampled softmax when set)")
+
+
 def attention_matrix_figure(source: Sequence[str], output: Sequence[str], weights, title: str = ""):
     """Heat map of one sentence's attention: output tokens (rows) over source tokens (columns)."""
     _needs_cjk([*source, *output, title])

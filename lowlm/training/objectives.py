@@ -135,7 +135,7 @@ class LanguageModelObjective:
 
 
 def train_classifier(model: nn.Module, train, validation, num_labels: int, config, callbacks=(),
-                     trainable=None, resume=None):
+                     trainable=None, resume=None, param_groups=None):
     """The trainer with the classification objective: ``model`` ends with its best validation epoch;
     ``config.perturbation`` adds embedding-space adversarial training.
 
@@ -146,7 +146,8 @@ def train_classifier(model: nn.Module, train, validation, num_labels: int, confi
         from lowlm.training.adversarial import EmbeddingPerturbation
 
         callbacks = [*callbacks, EmbeddingPerturbation(config.perturbation)]
-    return Trainer(model, objective, config, callbacks, trainable=trainable).fit(train, validation, resume=resume)
+    return Trainer(model, objective, config, callbacks, param_groups=param_groups,
+                   trainable=trainable).fit(train, validation, resume=resume)
 
 
 def train_translator(translator, train, validation, sources: Sequence[str], references: Sequence[str], config,
