@@ -158,3 +158,16 @@ def test_gradual_unfreezing_keeps_the_frozen_groups_in_its_first_epoch(base):
     assert all(torch.equal(a, b) for a, b in zip(snapshots[1][0], start[0]))
     assert not all(torch.equal(a, b) for a, b in zip(snapshots[2][0], start[0]))
     assert all(p.requires_grad for p in result.classifier.model.parameters())
+
+
+def test_the_seq2seq_encoder_starts_from_the_language_model_too(lm):
+    from lowlm.config.models import Seq2SeqModelConfig
+    from lowlm.models.seq2seq import Seq2Seq
+
+    bundle, _ = lm
+    vocab = bundle.tokenizer.vocab_size
+    net = Seq2Seq(Seq2SeqModelConfig(embedding_dim=24, hidden_dim=24, attention_dim=16), vocab, vocab)
+    copied = load_encoder(net, bundle, bundle.tokenizer)
+    assert "src_embedding.weight" in copied and "encoder.weight_ih_l0_reverse" in copied
+    assert torch.equal(net.src_embedding.weight, bundle.model.embedding.weight)
+    assert torch.equal(net.encoder.weight_hh_l0_reverse, bundle.model.rnn_reverse.weight_hh_l0)
