@@ -275,7 +275,8 @@ def stage_fewshot() -> dict:
                       "seeds": [r["seed"] for r in rs], "finetune": rs[0]["finetune"]} for name, rs in table.items()}
     best = max((n for n in summary if not n.startswith("scratch")), key=lambda n: summary[n]["val_accuracy"])
     out = {"scratch": summary["scratch"]["test_accuracy"], "best": summary[best]["test_accuracy"],
-           "best_strategy": best, "full_data": full["test_accuracy"], "strategies": summary,
+           "best_strategy": best, "full_data": full["test_accuracy"],
+           **{name: row["test_accuracy"] for name, row in summary.items()}, "strategies": summary,
            "shots_per_class": SHOTS, "classes": len(corpus.labels), "lm": lm_record["key"],
            "chosen_on_validation": chosen_lr}
     (RESULTS / "fewshot_banking77.json").write_text(json.dumps(out, indent=1))
@@ -285,12 +286,14 @@ def stage_fewshot() -> dict:
 
 # -- full data: TREC-6 and SST-2 ---------------------------------------------------------------------
 
-def full_run(corpus_name: str, variant: str, seed: int, lm: LanguageModelBundle, lm_key: str) -> dict:
+def full_run(corpus_name: str, variant: str, seed: int, lm: LanguageModelBundle, lm_key: str,
+             run: bool = True) -> dict | None:
+    """One full-data training (``run=False``: only its finished record, or None)."""
     preset = load_pipeline_config({"trec": "trec", "sst2": "sst2"}[corpus_name])
     key = f"full-{corpus_name}-{variant}-s{seed}-" + hashlib.sha256(json.dumps(
         [preset.model.model_dump(), preset.train.model_dump(), lm_key, code_digest(CODE)]).encode()).hexdigest()[:12]
     done = find(key)
-    if done:
+    if done or not run:
         return done
     corpus = load_corpus(preset.corpus)
     texts, labels = split_texts(corpus, "train")
@@ -328,12 +331,21 @@ def full_run(corpus_name: str, variant: str, seed: int, lm: LanguageModelBundle,
     return record
 
 
-def stage_full(corpora=("trec", "sst2")) -> dict:
+def stage_full(corpora=("trec", "sst2"), seeds=SEEDS, variants=("pretrained", "scratch")) -> dict:
+    """Runs ``seeds`` x ``variants`` (paired, seed by seed; several processes can share the seeds), then
+    writes a corpus's entry once all of SEEDS x both variants are on record."""
     lm_record, lm = latest_lm()
     path = RESULTS / "pretrained_full.json"
     out = json.loads(path.read_text()) if path.exists() else {}
     for name in corpora:
-        runs = {v: [full_run(name, v, seed, lm, lm_record["key"]) for seed in SEEDS] for v in ("pretrained", "scratch")}
+        for seed in seeds:
+            for variant in variants:
+                full_run(name, variant, seed, lm, lm_record["key"])
+        runs = {v: [full_run(name, v, seed, lm, lm_record["key"], run=False) for seed in SEEDS]
+                for v in ("pretrained", "scratch")}
+        if any(r is None for rs in runs.values() for r in rs):
+            print(f"{name}: waiting for other seeds ({ {v: [r is not None for r in rs] for v, rs in runs.items()} })")
+            continue
         out[f"{name}_test_accuracy"] = {v: statistics.median(r["test_accuracy"] for r in rs) for v, rs in runs.items()}
         out[f"{name}_runs"] = {v: [{k: r[k] for k in ("seed", "val_accuracy", "test_accuracy", "seconds")} for r in rs]
                                for v, rs in runs.items()}
@@ -346,10 +358,12 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("stages", nargs="*", default=["pretrain"], choices=["pretrain", "fewshot", "full"])
     parser.add_argument("--corpora", nargs="*", default=["trec", "sst2"], help="full: which corpora")
+    parser.add_argument("--seeds", nargs="*", type=int, default=SEEDS, help="full: which seeds this process runs")
+    parser.add_argument("--variants", nargs="*", default=["pretrained", "scratch"], help="full: which variants")
     args = parser.parse_args(argv)
     torch.set_num_threads(LM_TRAIN.threads)
     for stage in args.stages:
-        {"pretrain": stage_pretrain, "fewshot": stage_fewshot, "full": lambda: stage_full(args.corpora)}[stage]()
+        {"pretrain": stage_pretrain, "fewshot": stage_fewshot, "full": lambda: stage_full(args.corpora, args.seeds, args.variants)}[stage]()
     return 0
 
 

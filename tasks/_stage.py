@@ -94,6 +94,19 @@ def pipeline_run(flow_name: str, config):
         yield Tracking(tracking_uri(), experiment_id, parent.info.run_id)
 
 
+def stage_logger(name: str = "lowlm"):
+    """The Prefect run's logger (its lines reach the run's log in the UI); a plain one outside Prefect."""
+    from prefect import get_run_logger
+    from prefect.exceptions import MissingContextError
+
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        import logging
+
+        return logging.getLogger(name)
+
+
 def digest_of(*parts) -> str:
     """Stable short hash of JSON-able parts (configs as dicts, digests as strings)."""
     blob = json.dumps([p.model_dump(mode="json") if hasattr(p, "model_dump") else p for p in parts],

@@ -24,7 +24,7 @@ from lowlm.evaluation.plots import learning_curve_figure
 from lowlm.inference.classifier import TextClassifier
 from lowlm.training.fewshot import evaluate, fine_tune, sample_k_per_class, short_classes
 from tasks._cache import STAGE_OPTIONS
-from tasks._stage import Tracking, digest_of, log_figure, log_table, output_dir, stage_run
+from tasks._stage import Tracking, digest_of, log_figure, log_table, output_dir, stage_logger, stage_run
 
 
 def _split(target: dict, name: str) -> tuple[list[str], list[int]]:
@@ -46,7 +46,7 @@ def fewshot_cell(target: dict, base: dict, strategy: str, k: int, seed: int, fin
         if short:  # k is more than some classes have: they give all their rows
             message = f"k={k} but {len(short)} classes have fewer rows; all of theirs are used: {short}"
             mlflow.set_tag("warning.short_classes", message[:5000])
-            print(message)
+            stage_logger("lowlm.fewshot").warning(message)
         result = fine_tune(TextClassifier.load(base["model_dir"]), strategy, [texts[i] for i in shots],
                            [y[i] for i in shots], labels, finetune, seed, validation=_split(target, "validation"))
         validation, test = evaluate(result.classifier, *_split(target, "validation")), \

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import hashlib
-import logging
 
 import mlflow
 import pandas as pd
-from prefect import get_run_logger, task
-from prefect.exceptions import MissingContextError
+from prefect import task
 
 from lowlm.config import PairTokenizerConfig, TokenizerConfig
 from lowlm.text.tokenizer import UNK_WARNING_RATE, Tokenizer, unknown_rate_warning
 from tasks._cache import STAGE_OPTIONS
-from tasks._stage import Tracking, digest_of, log_table, output_dir, stage_run
+from tasks._stage import Tracking, digest_of, log_table, output_dir, stage_logger, stage_run
 
 
 @task(name="tokenize", **STAGE_OPTIONS)
@@ -52,7 +50,7 @@ def pretrained_tokenizer(corpus: dict, pretrained: dict, tracking: Tracking) -> 
         if rate > UNK_WARNING_RATE:
             message = (f"{rate:.1%} of validation tokens are unknown to the language model's vocabulary: pretrain it "
                        f"on text that includes this corpus's training texts (unlabelled)")
-            _logger().warning(message)
+            stage_logger("lowlm.tokenize").warning(message)
             mlflow.set_tag("warning.unk_rate", message)
         path = pretrained["tokenizer"]
         with open(path, "rb") as fh:
@@ -67,17 +65,9 @@ def check_unknown_rate(tok: Tokenizer, texts: list[str], metric: str, tag: str, 
     mlflow.log_metric(metric, rate)
     message = unknown_rate_warning(rate, tok.kind, setting)
     if message:
-        _logger().warning(message)
+        stage_logger("lowlm.tokenize").warning(message)
         mlflow.set_tag(tag, message)
     return message
-
-
-def _logger():
-    """The Prefect run's logger; a plain one when the stage's function runs outside Prefect."""
-    try:
-        return get_run_logger()
-    except MissingContextError:
-        return logging.getLogger("lowlm.tokenize")
 
 
 def _train_tokenizer(texts, config: TokenizerConfig, reserved=()) -> Tokenizer:
