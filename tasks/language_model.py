@@ -14,7 +14,7 @@ from lowlm.text.tokenizer import Tokenizer
 from lowlm.training.pretrain import pretrain
 from tasks._cache import STAGE_OPTIONS
 from tasks._stage import Tracking, digest_of, log_figure, log_table, output_dir, stage_run
-from tasks.train import CHECKPOINT, checkpointing, log_epochs
+from tasks.train import checkpointing, log_epochs, save_trained
 
 
 @task(name="train-lm", **STAGE_OPTIONS)
@@ -35,12 +35,8 @@ def train_lm(corpus: dict, tokenizer: dict, model: LanguageModelConfig, config: 
                                 h["val_perplexity"] for h in result.history),
                             "train_seconds": result.seconds, "tokens_per_second": result.throughput})
         log_figure(lm_curves_figure(result.history), "plots/training_curves.png")
-        folder = bundle.save(out / "language_model")
-        (out / CHECKPOINT).unlink(missing_ok=True)
-        mlflow.log_artifacts(str(folder), artifact_path="checkpoint")
-        digest = bundle.digest()
-        mlflow.set_tag("lowlm.model_digest", digest)
-        return {"model_dir": str(folder), "digest": digest, "run_id": run.info.run_id, "best_epoch": result.best_epoch,
+        folder, digest = save_trained(bundle, out, "language_model")
+        return {"model_dir": folder, "digest": digest, "run_id": run.info.run_id, "best_epoch": result.best_epoch,
                 "best_val": result.best_metric, "tokens_per_second": result.throughput}
 
 

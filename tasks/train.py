@@ -51,6 +51,17 @@ def checkpointing(folder, resume: bool) -> tuple[list, str | None]:
     return [Checkpoint(path)], start
 
 
+def save_trained(bundle, out, name: str) -> tuple[str, str]:
+    """Save a finished bundle as ``out/name`` (it replaces the periodic checkpoint), log it as the stage's
+    ``checkpoint`` artifact and tag its digest; returns (folder, digest)."""
+    folder = bundle.save(out / name)
+    (out / CHECKPOINT).unlink(missing_ok=True)
+    mlflow.log_artifacts(str(folder), artifact_path="checkpoint")
+    digest = bundle.digest()
+    mlflow.set_tag("lowlm.model_digest", digest)
+    return str(folder), digest
+
+
 def labelled_batches(path: str, tok: Tokenizer, labels: list[str], batch_size: int, shuffle: bool = False,
                      seed: int = 0) -> Batches:
     frame = pd.read_parquet(path)
@@ -133,12 +144,8 @@ def train(corpus: dict, augmented: dict, tokenizer: dict, model: ClassifierConfi
                            reject=calibration.reject, candidates=calibration.thresholds)
         mlflow.log_metrics(fitted.metrics)
         classifier.temperature, classifier.threshold = fitted.temperature, fitted.threshold
-        folder = classifier.save(out / "classifier")
-        (out / CHECKPOINT).unlink(missing_ok=True)  # the finished bundle replaces it
-        mlflow.log_artifacts(str(folder), artifact_path="checkpoint")
-        digest = classifier.digest()
-        mlflow.set_tag("lowlm.model_digest", digest)
-        return {"model_dir": str(folder), "digest": digest, "run_id": run.info.run_id,
+        folder, digest = save_trained(classifier, out, "classifier")
+        return {"model_dir": folder, "digest": digest, "run_id": run.info.run_id,
                 "best_epoch": result.best_epoch, "best_val": result.best_metric, "kind": model.kind,
                 "pretrained": {k: pretrained[k] for k in ("uri", "version", "digest")} if pretrained else None}
 
@@ -169,10 +176,6 @@ def train_seq2seq(corpus: dict, train_split: dict, vocab: dict, model: Seq2SeqMo
         mlflow.log_metrics({"best_epoch": result.best_epoch, f"best_val_{config.metric}": result.best_metric,
                             "train_seconds": result.seconds, "target_tokens_per_second": result.throughput})
         log_figure(seq2seq_curves_figure(result.history, config.metric), "plots/training_curves.png")
-        folder = translator.save(out / "translator")
-        (out / CHECKPOINT).unlink(missing_ok=True)
-        mlflow.log_artifacts(str(folder), artifact_path="checkpoint")
-        digest = translator.digest()
-        mlflow.set_tag("lowlm.model_digest", digest)
-        return {"model_dir": str(folder), "digest": digest, "run_id": run.info.run_id, "best_epoch": result.best_epoch,
+        folder, digest = save_trained(translator, out, "translator")
+        return {"model_dir": folder, "digest": digest, "run_id": run.info.run_id, "best_epoch": result.best_epoch,
                 "best_val": result.best_metric, "tokens_per_second": result.throughput}
