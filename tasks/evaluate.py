@@ -13,7 +13,8 @@ from lowlm.config.data import OUT_OF_SCOPE
 from lowlm.data.corpus import encode_labels, encode_scoped
 from lowlm.evaluation.calibration import expected_calibration_error
 from lowlm.evaluation.decoding import Decoding, candidates, choose_decoding
-from lowlm.evaluation.metrics import bleu, chrf, classification_report, majority_baseline, rouge, score_texts
+from lowlm.evaluation.metrics import (bleu, chrf, classification_report, majority_baseline, repetition, rouge,
+                                      score_texts)
 from lowlm.evaluation.plots import attention_figure, attention_matrix_figure, confusion_matrix_figure
 from lowlm.inference.classifier import TextClassifier
 from lowlm.inference.translator import Translator
@@ -99,7 +100,8 @@ def evaluate_seq2seq(corpus: dict, trained: dict, decode: DecodeConfig, bleu_tok
                    "test_bleu_greedy": bleu(greedy, references, tokenize=bleu_tokenize),
                    "test_bleu_beam": bleu(beam, references, tokenize=bleu_tokenize),
                    "test_chrf": chrf(best, references),
-                   **{f"test_{k}": v for k, v in rouge(best, references).items()}}
+                   **{f"test_{k}": v for k, v in rouge(best, references).items()},
+                   "test_repeated_trigrams": repetition(best), "reference_repeated_trigrams": repetition(references)}
         mlflow.log_params({"decode.chosen_beam_size": chosen.beam_size,
                            "decode.chosen_length_penalty": chosen.length_penalty})
         mlflow.set_tag("decoding", chosen.name)

@@ -92,6 +92,8 @@ def test_max_length_caps_decoding(reverser):
 @pytest.mark.parametrize("options", [
     {"attention": "multiplicative", "tie_embeddings": True},
     {"attention": "additive", "pointer": True, "share_embeddings": True},
+    {"attention": "additive", "pointer": True, "share_embeddings": True, "coverage": True},
+    {"attention": "multiplicative", "coverage": True},
 ])
 def test_variants_learn_to_copy(options):
     torch.manual_seed(0)
@@ -117,3 +119,58 @@ def test_sequence_loss_ignores_padding_and_matches_cross_entropy():
     smoothed = torch.nn.functional.cross_entropy(logp.reshape(-1, 6), target.reshape(-1), ignore_index=PAD_ID,
                                                  label_smoothing=0.1)
     assert torch.allclose(sequence_loss(logp, target, 0.1), smoothed, atol=1e-6)
+
+
+def _coverage_model(**options) -> Seq2Seq:
+    torch.manual_seed(0)
+    return Seq2Seq(Seq2SeqModelConfig(embedding_dim=16, hidden_dim=24, attention_dim=16, dropout=0.0, coverage=True,
+                                      **options), V, V).eval()
+
+
+def test_coverage_penalty_is_the_overlap_of_each_attention_with_the_attention_so_far():
+    model = _coverage_model()
+    pairs = make_pairs(6, seed=5)
+    src, lengths = pad([s for s, _ in pairs])
+    tgt, _ = pad([t for _, t in pairs])
+    with torch.no_grad():
+        logp, penalty = model.teacher_forced(src, lengths, tgt)
+        enc, hidden = model.encode(src, lengths)  # the same steps by hand
+        feed, coverage = model.initial_feed(hidden), torch.zeros(src.shape)
+        expected = []
+        for t in range(tgt.shape[1] - 1):
+            _, hidden, feed, weights = model.step(tgt[:, t], hidden, feed, enc, coverage)
+            expected.append(torch.minimum(weights, coverage).sum(-1))
+            coverage = coverage + weights
+    assert penalty.shape == logp.shape[:2]
+    assert torch.allclose(penalty, torch.stack(expected, 1))
+    assert (penalty[:, 0] == 0).all() and (penalty[:, 1:] > 0).all()
+    assert (penalty <= 1 + 1e-6).all()  # an overlap with one attention distribution is at most 1
+    assert torch.equal(model.teacher_forced(src, lengths, tgt)[0], model(src, lengths, tgt))
+
+
+def test_coverage_loss_adds_its_weighted_penalty_per_target_token():
+    pairs = make_pairs(6, seed=6)
+    src, lengths = pad([s for s, _ in pairs])
+    tgt, _ = pad([t for _, t in pairs])
+    batch = PairBatches([s for s, _ in pairs], [t for _, t in pairs], batch_size=6, group_by_length=False)
+    batch = next(iter(batch))
+    plain, weighted = _coverage_model(coverage_loss=0.0), _coverage_model(coverage_loss=2.0)
+    objective = Seq2SeqObjective()
+    with torch.no_grad():
+        base = objective.loss(plain, batch, torch.device("cpu")).value
+        total = objective.loss(weighted, batch, torch.device("cpu")).value
+        _, penalty = weighted.teacher_forced(batch.src, batch.src_lengths, batch.tgt)
+    mask = batch.tgt[:, 1:] != PAD_ID
+    assert torch.allclose(total - base, 2.0 * penalty[mask].mean())
+    assert total > base
+
+
+def test_coverage_decoding_keeps_each_beam_its_own_coverage():
+    """Beam search reorders the coverage with its beams: at beam size 1 it is greedy decoding exactly."""
+    model = _coverage_model(pointer=True, share_embeddings=True)
+    src, lengths = pad([s for s, _ in make_pairs(20, seed=7)])
+    greedy, attention = model.greedy(src, lengths, max_length=10)
+    assert torch.equal(model.beam_search(src, lengths, beam_size=1, max_length=10)[:, : greedy.shape[1]], greedy)
+    assert model.beam_search(src, lengths, beam_size=4, max_length=10).shape[0] == 20
+    no_coverage = Seq2Seq(Seq2SeqModelConfig(embedding_dim=16, hidden_dim=24, attention_dim=16), V, V)
+    assert not any("coverage" in name for name, _ in no_coverage.named_parameters())

@@ -51,6 +51,10 @@ class Seq2SeqModelConfig(_Strict):
     tie_embeddings: bool = False
     pointer: bool = Field(False, description="Pointer-generator: copy source tokens (needs tokenizer.joint).")
     share_embeddings: bool = Field(False, description="One embedding table for both sides (needs tokenizer.joint).")
+    coverage: bool = Field(False, description="Coverage (See et al. 2017): the attention summed so far feeds the next "
+                                              "attention, so the decoder stops repeating itself.")
+    coverage_loss: float = Field(1.0, ge=0, description="Weight of the coverage penalty sum_i min(attention, coverage) "
+                                                        "added to the training loss (with coverage: true).")
 
 
 class LanguageModelConfig(_Strict):

@@ -118,6 +118,22 @@ def rouge(hypotheses: Sequence[str], references: Sequence[str]) -> dict[str, flo
     return {key: 100 * value / n for key, value in totals.items()}
 
 
+def repetition(hypotheses: Sequence[str], n: int = 3) -> float:
+    """Share (in percent) of each output's word n-grams that already occurred earlier in that same output,
+    averaged over the outputs that have any n-gram: the repeated phrases coverage is meant to stop.
+
+    >>> repetition(["the cat sat the cat sat", "a b c d"])  # 1 of 4 trigrams repeats, then 0 of 2
+    12.5
+    """
+    shares = []
+    for text in hypotheses:
+        words = text.lower().split()
+        grams = [tuple(words[i:i + n]) for i in range(len(words) - n + 1)]
+        if grams:
+            shares.append(1 - len(set(grams)) / len(grams))
+    return 100 * sum(shares) / len(shares) if shares else 0.0
+
+
 def _same_length(hypotheses: Sequence[str], references: Sequence[str]) -> None:
     if len(hypotheses) != len(references):
         raise ValueError(f"{len(hypotheses)} hypotheses but {len(references)} references")

@@ -11,6 +11,7 @@ from torch import nn
 from lowlm.evaluation.metrics import accuracy, macro_f1, score_texts
 from lowlm.inference.classifier import predict_proba
 from lowlm.models.seq2seq import sequence_loss
+from lowlm.text.tokenizer import PAD_ID
 from lowlm.training.trainer import Loss, Trainer
 
 
@@ -93,8 +94,12 @@ class Seq2SeqObjective:
 
     def loss(self, model, batch, device) -> Loss:
         tgt = batch.tgt.to(device)
-        logp = model(batch.src.to(device), batch.src_lengths.to(device), tgt)
-        return Loss(sequence_loss(logp, tgt[:, 1:], self.label_smoothing), int((tgt[:, 1:] != 0).sum()))
+        logp, penalty = model.teacher_forced(batch.src.to(device), batch.src_lengths.to(device), tgt)
+        loss = sequence_loss(logp, tgt[:, 1:], self.label_smoothing)
+        if model.config.coverage and model.config.coverage_loss:  # See et al.'s loss + lambda * covloss, per token
+            mask = tgt[:, 1:] != PAD_ID
+            loss = loss + model.config.coverage_loss * (penalty * mask).sum() / mask.sum().clamp(min=1)
+        return Loss(loss, int((tgt[:, 1:] != PAD_ID).sum()))
 
     def evaluate(self, model, validation, device) -> dict:
         metrics = {"val_loss": teacher_forced_loss(model, validation, device)}
