@@ -1,6 +1,6 @@
 """Translation and summarization as a Prefect DAG, tracked in MLflow.
 
-    (reverse model for back-translation, resolved first)
+    (reverse model for back-translation and the language model that starts the encoder, resolved first)
     ingest ─> tokenize ─> augment (source noise, back-translated pairs; shards) ─> train ─> evaluate ─> register
 
 One flow run is one MLflow parent run; each stage logs to its own nested run. The registered pyfunc
@@ -26,6 +26,7 @@ from tasks._stage import pipeline_run, tracking_uri
 from tasks.evaluate import evaluate_seq2seq
 from tasks.ingest import ingest_pairs
 from tasks.register import register
+from tasks.registered import fetch_language_model
 from tasks.summarize import summarize
 from tasks.tokenize import tokenize_pairs
 from tasks.train import train_seq2seq
@@ -37,15 +38,18 @@ def seq2seq(config: Seq2SeqPipelineConfig, resume: bool = False) -> dict:
     guard_api_run(config)  # a run started through the API reads and writes only where its deployment allows
     work = WorkFolder(config.work_dir)  # stage outputs and their cached results live here
     translators = seq2seq_translators(config, work, tracking_uri())  # the reverse model: one version, checked now
+    lm = None  # the language model the encoder starts from: one version, checked against the model config now
+    if config.pretrained is not None:
+        lm = fetch_language_model(config.pretrained.uri, work.path, tracking_uri(), config.model)
     with pipeline_run("seq2seq", config) as tracking:
 
         corpus = work(ingest_pairs)(config.corpus, work.path, tracking, fingerprint=pairs_fingerprint(config.corpus))
         bt = config.augment.backtranslation if config.augment.enabled else None
         reserved = [BT_TAG] if bt is not None and bt.tag else []  # tagged back-translation: the tag is one token
-        vocab = work(tokenize_pairs)(corpus, config.tokenizer, work.path, tracking, reserved=reserved)
+        vocab = work(tokenize_pairs)(corpus, config.tokenizer, work.path, tracking, reserved=reserved, pretrained=lm)
         train_split = augment_pair_split(corpus, config.augment, work, tracking, translators)
         trained = work(train_seq2seq)(corpus, train_split, vocab, config.model, config.train, work.path, tracking,
-                                      resume=resume)
+                                      resume=resume, pretrained=lm)
         evaluation = work(evaluate_seq2seq)(corpus, trained, config.decode, config.train.bleu_tokenize, tracking,
                                             metric=config.registry.metric,  # decoding chosen on validation
                                             noise=config.robustness)

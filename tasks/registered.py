@@ -97,7 +97,7 @@ def fetch_champion(name: str, work_dir: str, tracking_uri: str) -> dict | None:
 
 def fetch_language_model(uri: str, work_dir: str, tracking_uri: str, model=None) -> dict:
     """A handle ``{name, version, uri, digest, model_dir, tokenizer}`` for the registered language model
-    ``uri``. ``model`` (a classifier config): checked now that the LM's encoder fits it, so a mismatch
+    ``uri``. ``model`` (a classifier or seq2seq config): checked now that the LM's encoder fits it, so a mismatch
     fails before any stage runs, naming both."""
     got = fetch_bundle(uri, work_dir, tracking_uri, "pretrained")
     if got.meta.get("kind") != "language_model":
@@ -109,7 +109,9 @@ def fetch_language_model(uri: str, work_dir: str, tracking_uri: str, model=None)
         from lowlm.training.pretrained import PretrainedMismatch, load_encoder
 
         lm = LanguageModelBundle.load(got.path)
-        net = build_model(model, vocab_size=lm.tokenizer.vocab_size, num_labels=2, words=lm.tokenizer.tokens())
+        vocab = lm.tokenizer.vocab_size
+        net = (build_model(model, src_vocab=vocab, tgt_vocab=vocab) if model.kind == "seq2seq" else
+               build_model(model, vocab_size=vocab, num_labels=2, words=lm.tokenizer.tokens()))
         try:
             load_encoder(net, lm, lm.tokenizer)
         except PretrainedMismatch as exc:

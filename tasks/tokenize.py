@@ -78,10 +78,15 @@ def _train_tokenizer(texts, config: TokenizerConfig, reserved=()) -> Tokenizer:
 
 @task(name="tokenize-pairs", **STAGE_OPTIONS)
 def tokenize_pairs(corpus: dict, config: PairTokenizerConfig, work_dir: str, tracking: Tracking,
-                   reserved: list[str] | None = None) -> dict:
+                   reserved: list[str] | None = None, pretrained: dict | None = None) -> dict:
     """Source and target vocabularies, separate or joint, fitted on the training pairs; ``reserved``
-    tokens (the back-translation tag) get their own source ids."""
+    tokens (the back-translation tag) get their own source ids. ``pretrained`` (a language model's handle):
+    the source side reads with the LM's tokenizer (its embedding rows are the ids), and so does the target
+    side when the tokenizer is joint; only ``max_length`` comes from ``config``."""
     reserved = list(reserved or [])
+    if pretrained is not None and reserved:
+        raise ValueError("a pretrained encoder reads with its language model's vocabulary, which has no place for "
+                         f"the reserved tokens {reserved}")
     with stage_run(tracking, "tokenize"):
         mlflow.log_params({"tokenizer.joint": config.joint,
                            **{f"tokenizer.source.{k}": v for k, v in config.source.model_dump().items()},
@@ -89,10 +94,17 @@ def tokenize_pairs(corpus: dict, config: PairTokenizerConfig, work_dir: str, tra
         train = pd.read_parquet(corpus["splits"]["train"])
         sources, targets = train["source"].tolist(), train["target"].tolist()
         validation = pd.read_parquet(corpus["splits"]["validation"])
-        folder = output_dir(work_dir, "tokenize-pairs", digest_of(config, corpus["digests"]["train"], reserved))
+        folder = output_dir(work_dir, "tokenize-pairs", digest_of(config, corpus["digests"]["train"], reserved,
+                                                                  pretrained["digest"] if pretrained else None))
         if reserved:
             mlflow.log_param("tokenizer.source.reserved", reserved)
-        if config.joint:
+        if pretrained is not None:
+            mlflow.log_params({"tokenizer.from": pretrained["uri"], "tokenizer.pretrained_digest": pretrained["digest"]})
+            source = Tokenizer.load(pretrained["tokenizer"])
+            source.max_length = config.source.max_length
+            target = Tokenizer.from_json(source.to_json()) if config.joint else _train_tokenizer(targets, config.target)
+            target.max_length = config.target.max_length
+        elif config.joint:
             source = _train_tokenizer(sources + targets, config.source, reserved)
             target = Tokenizer.from_json(source.to_json())
             target.max_length = config.target.max_length

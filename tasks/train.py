@@ -84,6 +84,14 @@ def refreshing(attack: AttackConfig | None, train_frame: pd.DataFrame, tok: Toke
                                labels, attack, log=log)]
 
 
+def _start_from(net, pretrained: dict, tok: Tokenizer, unfreeze: str) -> None:
+    """Copy the language model's encoder into ``net`` and tag the run with the version it came from."""
+    copied = load_encoder(net, LanguageModelBundle.load(pretrained["model_dir"]), tok)
+    mlflow.set_tags({"pretrained.uri": pretrained["uri"], "pretrained.version": pretrained["version"],
+                     "pretrained.digest": pretrained["digest"], "pretrained.unfreeze": unfreeze})
+    mlflow.log_metric("pretrained_tensors", len(copied))
+
+
 @task(name="train", **STAGE_OPTIONS)
 def train(corpus: dict, augmented: dict, tokenizer: dict, model: ClassifierConfig, config: TrainConfig, work_dir: str,
           tracking: Tracking, resume: bool = False, calibration: CalibrationConfig | None = None,
@@ -113,10 +121,7 @@ def train(corpus: dict, augmented: dict, tokenizer: dict, model: ClassifierConfi
         net = build_model(model, vocab_size=tok.vocab_size, num_labels=len(labels), words=tok.tokens())
         extra, groups = [], None
         if pretrained is not None:
-            copied = load_encoder(net, LanguageModelBundle.load(pretrained["model_dir"]), tok)
-            mlflow.set_tags({"pretrained.uri": pretrained["uri"], "pretrained.version": pretrained["version"],
-                             "pretrained.digest": pretrained["digest"], "pretrained.unfreeze": unfreeze})
-            mlflow.log_metric("pretrained_tensors", len(copied))
+            _start_from(net, pretrained, tok, unfreeze)
             if unfreeze == "gradual":
                 layers = layer_groups(net)
                 extra = [GradualUnfreezing(layers)]
@@ -152,7 +157,9 @@ def train(corpus: dict, augmented: dict, tokenizer: dict, model: ClassifierConfi
 
 @task(name="train-seq2seq", **STAGE_OPTIONS)
 def train_seq2seq(corpus: dict, train_split: dict, vocab: dict, model: Seq2SeqModelConfig, config: Seq2SeqTrainConfig,
-                  work_dir: str, tracking: Tracking, resume: bool = False) -> dict:
+                  work_dir: str, tracking: Tracking, resume: bool = False, pretrained: dict | None = None) -> dict:
+    """Fit the encoder-decoder (early stopping on the validation metric). ``pretrained``: a language model's
+    handle whose embedding and RNN start the encoder (the source tokenizer is then the LM's)."""
     with stage_run(tracking, "train") as run:
         mlflow.log_params({f"model.{k}": v for k, v in model.model_dump().items()})
         mlflow.log_params({f"train.{k}": v for k, v in config.model_dump().items()})
@@ -161,6 +168,8 @@ def train_seq2seq(corpus: dict, train_split: dict, vocab: dict, model: Seq2SeqMo
         val_pairs = pd.read_parquet(corpus["splits"]["validation"])
         seed_everything(config.seed)
         net = build_model(model, src_vocab=source.vocab_size, tgt_vocab=target.vocab_size)
+        if pretrained is not None:
+            _start_from(net, pretrained, source, "all")
         mlflow.log_metric("parameters", sum(p.numel() for p in net.parameters()))
         translator = Translator(net, source, target, tuple(corpus.get("languages") or (None, None)))
         batches = PairBatches(source.encode_batch(train_pairs["source"].tolist()),
@@ -168,7 +177,8 @@ def train_seq2seq(corpus: dict, train_split: dict, vocab: dict, model: Seq2SeqMo
                               batch_size=config.batch_size, shuffle=True, seed=config.seed)
         val_batches = PairBatches(source.encode_batch(val_pairs["source"].tolist()),
                                   target.encode_target_batch(val_pairs["target"].tolist()), batch_size=128)
-        key = digest_of(model, config, train_split["digest"], corpus["digests"]["validation"], vocab["digest"])
+        key = digest_of(model, config, train_split["digest"], corpus["digests"]["validation"], vocab["digest"],
+                        *([pretrained["digest"]] if pretrained else []))
         out = output_dir(work_dir, "train-seq2seq", key)
         saves, start = checkpointing(out, resume)
         result = train_translator(translator, batches, val_batches, val_pairs["source"].tolist(),
@@ -178,4 +188,5 @@ def train_seq2seq(corpus: dict, train_split: dict, vocab: dict, model: Seq2SeqMo
         log_figure(seq2seq_curves_figure(result.history, config.metric), "plots/training_curves.png")
         folder, digest = save_trained(translator, out, "translator")
         return {"model_dir": folder, "digest": digest, "run_id": run.info.run_id, "best_epoch": result.best_epoch,
-                "best_val": result.best_metric, "tokens_per_second": result.throughput}
+                "best_val": result.best_metric, "tokens_per_second": result.throughput,
+                "pretrained": {k: pretrained[k] for k in ("uri", "version", "digest")} if pretrained else None}

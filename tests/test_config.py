@@ -86,3 +86,13 @@ def test_a_bag_of_ngrams_trains_with_its_validation_chosen_defaults_unless_told_
     rnn = PipelineConfig.model_validate({"corpus": {"path": "x.csv"}})
     assert (rnn.train.lr, rnn.train.epochs) == (2e-3, 10)
     assert PipelineConfig.model_validate(bag.model_dump(mode="json")).digest() == bag.digest()
+
+
+def test_a_pretrained_seq2seq_encoder_trains_whole_and_takes_no_reserved_tag():
+    uri = {"pretrained.uri": "models:/lm@champion"}
+    assert load_pipeline_config("translate-sample", uri, Seq2SeqPipelineConfig).pretrained.unfreeze == "all"
+    assert load_pipeline_config("sample", uri).pretrained.unfreeze == "gradual"  # classifiers keep ULMFiT's default
+    with pytest.raises(ValueError, match="gradual unfreezing is for classifiers"):
+        load_pipeline_config("translate-sample", {**uri, "pretrained.unfreeze": "gradual"}, Seq2SeqPipelineConfig)
+    with pytest.raises(ValueError, match="back-translation tag"):
+        load_pipeline_config("multi30k-bt", uri, Seq2SeqPipelineConfig)

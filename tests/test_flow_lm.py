@@ -1,4 +1,4 @@
-"""The language-model pipeline end to end, and a classifier that starts from the model it registers."""
+"""The language-model pipeline end to end, and a classifier and a seq2seq model that start from the model it registers."""
 
 from __future__ import annotations
 
@@ -9,10 +9,12 @@ from mlflow import MlflowClient
 
 from flows.classification import classification
 from flows.language_model import language_model
-from lowlm.config import load_pipeline_config
+from flows.seq2seq import seq2seq
+from lowlm.config import Seq2SeqPipelineConfig, load_pipeline_config
 from lowlm.inference.language_model import LanguageModelBundle
 from tasks.registered import fetch_language_model
 from tasks.register import load_registered
+from tests.test_flow import stage_runs
 
 
 @pytest.fixture(scope="module")
@@ -102,3 +104,33 @@ def test_a_language_model_that_does_not_fit_fails_before_training(lm_run, prefec
     assert not MlflowClient(tracking_uri).search_runs(
         [e.experiment_id for e in MlflowClient(tracking_uri).search_experiments() if e.name == "flow-misfit"] or ["0"],
         filter_string="tags.`lowlm.stage` = 'train'")
+
+
+def test_a_summarizer_starts_its_encoder_from_the_language_model_and_keeps_coverage(lm_run, prefect_harness,
+                                                                                   tracking_uri, tmp_path):
+    """The seq2seq pipeline with ``pretrained``: the LM's tokenizer on the source side, its weights in the
+    encoder, coverage in the decoder; the registered version names the LM version it started from."""
+    lm_config, _ = lm_run
+    config = load_pipeline_config("translate-sample", {
+        "work_dir": str(tmp_path / "work"), "experiment": "flow-s2s-pretrained",
+        "registry.model_name": "flow-s2s-pretrained", "pretrained.uri": "models:/flow-lm@champion",
+        "model.embedding_dim": lm_config.model.embedding_dim, "model.hidden_dim": lm_config.model.hidden_dim,
+        "model.coverage": True, "train.epochs": 3, "train.progress": False, "augment.enabled": False},
+        Seq2SeqPipelineConfig)
+    assert config.pretrained.unfreeze == "all"  # the seq2seq default: every weight trains
+    state = seq2seq(config, return_state=True)
+    assert state.is_completed(), state.message
+    result = state.result()
+    client = MlflowClient(tracking_uri)
+    stages = stage_runs(client, result["mlflow_run_id"])
+    assert stages["train"].data.metrics["pretrained_tensors"] == 9  # embedding + both directions' 4 tensors
+    assert "test_repeated_trigrams" in stages["evaluate"].data.metrics
+    lm = fetch_language_model("models:/flow-lm@champion", str(tmp_path / "work"), tracking_uri)
+    assert stages["tokenize"].data.params["tokenizer.from"] == f"models:/flow-lm/{lm['version']}"  # resolved
+    version = client.get_model_version("flow-s2s-pretrained", result["model"]["version"])
+    assert version.tags["pretrained_version"] == lm["version"] and version.tags["pretrained_digest"] == lm["digest"]
+    translator = load_registered(f"models:/flow-s2s-pretrained/{version.version}", tracking_uri=tracking_uri
+                                 ).unwrap_python_model().bundle
+    assert translator.source.tokens() == LanguageModelBundle.load(lm["model_dir"]).tokenizer.tokens()
+    assert translator.model.config.coverage
+    assert all(isinstance(t, str) for t in translator.translate(["a table for two please"], beam_size=3))

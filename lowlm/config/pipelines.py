@@ -96,6 +96,8 @@ class Seq2SeqPipelineConfig(_Pipeline):
     augment: PairAugmentConfig = Field(default_factory=PairAugmentConfig,
                                        description="Noise on training sources; back-translated pairs.")
     model: Seq2SeqModelConfig = Field(default_factory=Seq2SeqModelConfig, description="The encoder-decoder.")
+    pretrained: PretrainedConfig | None = Field(None, description="Start the encoder (and take the source tokenizer) "
+                                                                  "from a registered language model; None: from scratch.")
     train: Seq2SeqTrainConfig = Field(default_factory=Seq2SeqTrainConfig, description="The trainer's settings.")
     decode: DecodeConfig = Field(default_factory=DecodeConfig, description="Decoding for evaluation and serving.")
     robustness: SourceNoiseConfig = Field(default_factory=SourceNoiseConfig,
@@ -108,6 +110,23 @@ class Seq2SeqPipelineConfig(_Pipeline):
     def _copy_needs_joint_vocabulary(self) -> "Seq2SeqPipelineConfig":
         if (self.model.pointer or self.model.share_embeddings) and not self.tokenizer.joint:
             raise ValueError("model.pointer and model.share_embeddings need tokenizer.joint: true")
+        return self
+
+    @model_validator(mode="after")
+    def _pretrained_encoder_trains_whole(self) -> "Seq2SeqPipelineConfig":
+        """The seq2seq trainer fine-tunes a pretrained encoder with every weight at once: ``unfreeze``
+        defaults to ``all`` here, and ``gradual`` (layer groups of a classifier) is an error."""
+        if self.pretrained is None:
+            return self
+        if "unfreeze" not in self.pretrained.model_fields_set:
+            self.pretrained = self.pretrained.model_copy(update={"unfreeze": "all"})
+        elif self.pretrained.unfreeze != "all":
+            raise ValueError("pretrained.unfreeze: gradual unfreezing is for classifiers; a seq2seq model trains "
+                             "its pretrained encoder with every other weight (unfreeze: all)")
+        bt = self.augment.backtranslation
+        if self.augment.enabled and bt is not None and bt.tag:
+            raise ValueError("pretrained: the language model's vocabulary has no id for the back-translation tag; "
+                             "set augment.backtranslation.tag: false")
         return self
 
 

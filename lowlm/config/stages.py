@@ -146,8 +146,9 @@ class LanguageModelRegistryConfig(_Strict):
 
 
 class PretrainedConfig(_Strict):
-    """Start the classifier's encoder from a registered language model (ULMFiT): its tokenizer replaces the
-    tokenize stage's, its embedding and RNN weights the fresh ones (``lowlm.training.pretrained``)."""
+    """Start the encoder (a classifier's or a seq2seq model's) from a registered language model (ULMFiT): its
+    tokenizer replaces the tokenize stage's, its embedding and RNN weights the fresh ones
+    (``lowlm.training.pretrained``)."""
 
     uri: str = Field(description="models:/NAME@alias or models:/NAME/VERSION of a language model "
                                  "(a `task: lm` pipeline registers one); resolved to one version at flow start.")
