@@ -3,7 +3,7 @@
     (translators for back-translation, and the champion to attack: resolved first)
     ingest ─> ingest-fewshot ─> tokenize ─> augment (shards) ─> [probe] ─> adversarial ─> train
         ├────> fewshot-cell x (strategies x k x seeds) ─> fewshot ─> register (NAME-fewshot)
-        └────> evaluate ─> evaluate-attack ─> register
+        └────> evaluate ─> evaluate-attack ─> register ─> optimize (int8 / pruned variants of a new champion)
 
 The adversarial stage attacks the registry's champion (or, when there is none, a probe model trained
 here) and adds the examples that fooled it to the training split; evaluate-attack measures the new
@@ -32,8 +32,9 @@ from tasks.adversarial import adversarial, robustness
 from tasks.evaluate import evaluate
 from tasks.fewshot import fewshot, fewshot_cell
 from tasks.ingest import ingest
-from tasks.registered import fetch_champion, fetch_classifier, fetch_language_model
+from tasks.optimize import optimize
 from tasks.register import register
+from tasks.registered import fetch_champion, fetch_classifier, fetch_language_model
 from tasks.summarize import summarize
 from tasks.tokenize import pretrained_tokenizer, tokenize
 from tasks.train import train
@@ -82,6 +83,9 @@ def classification(config: PipelineConfig, resume: bool = False) -> dict:
                               min_attacked_accuracy=config.registry.min_attacked_accuracy,
                               attacked=train_split.get("attacked"))
 
+        if config.optimize.enabled:  # int8 and pruned variants of a new champion, registered beside it
+            optimize(corpus, trained, evaluation, registered, config.optimize, config.task, config.registry.metric,
+                     config.train, work.path, tracking)
         summary = {**evaluation["metrics"], "best_val": trained["best_val"]}
         if transfer:
             summary["fewshot_accuracy"] = transfer["fewshot_accuracy"]

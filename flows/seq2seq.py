@@ -2,6 +2,7 @@
 
     (reverse model for back-translation and the language model that starts the encoder, resolved first)
     ingest ─> tokenize ─> augment (source noise, back-translated pairs; shards) ─> train ─> evaluate ─> register
+        ─> optimize (int8 / pruned variants of a new champion, registered under optimized-<name>)
 
 One flow run is one MLflow parent run; each stage logs to its own nested run. The registered pyfunc
 model takes raw source strings and returns generated strings (``beam_size`` and ``max_length`` are
@@ -25,6 +26,7 @@ from tasks._cache import WorkFolder
 from tasks._stage import pipeline_run, tracking_uri
 from tasks.evaluate import evaluate_seq2seq
 from tasks.ingest import ingest_pairs
+from tasks.optimize import optimize
 from tasks.register import register
 from tasks.registered import fetch_language_model
 from tasks.summarize import summarize
@@ -57,6 +59,9 @@ def seq2seq(config: Seq2SeqPipelineConfig, resume: bool = False) -> dict:
         registered = register(corpus, trained, evaluation, config.task, config.registry.model_name,
                               config.registry.metric, config.digest(), digests, tracking)
 
+        if config.optimize.enabled:  # int8 and pruned variants of a new champion, registered beside it
+            optimize(corpus, trained, evaluation, registered, config.optimize, config.task, config.registry.metric,
+                     config.train, work.path, tracking, max_length=config.decode.max_length)
         summary = {**evaluation["metrics"], "best_val": trained["best_val"],
                    "target_tokens_per_second": trained["tokens_per_second"]}
         return summarize(summary, registered, tracking)

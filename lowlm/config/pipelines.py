@@ -16,7 +16,8 @@ from lowlm.config.models import ClassifierConfig, LanguageModelConfig, RNNAttent
 from lowlm.config.attack import SourceNoiseConfig
 from lowlm.config.augment import AugmentConfig, PairAugmentConfig
 from lowlm.config.stages import (AttackConfig, CalibrationConfig, DecodeConfig, FewShotConfig, PairTokenizerConfig,
-                                 LanguageModelRegistryConfig, LanguageModelTrainConfig, PretrainedConfig,
+                                 LanguageModelRegistryConfig, LanguageModelTrainConfig, OptimizeConfig,
+                                 PretrainedConfig,
                                  RegistryConfig, Seq2SeqRegistryConfig, Seq2SeqTrainConfig, TokenizerConfig,
                                  TrainConfig)
 
@@ -50,6 +51,8 @@ class PipelineConfig(_Pipeline):
     fewshot: FewShotConfig = Field(default_factory=lambda: FewShotConfig(enabled=False),
                                    description="Transfer to a second corpus with k examples per class.")
     registry: RegistryConfig = Field(default_factory=RegistryConfig, description="Registered model and its gate.")
+    optimize: OptimizeConfig = Field(default_factory=OptimizeConfig,
+                                     description="Pruned and int8 variants of a new champion, registered beside it.")
     work_dir: str = Field(".lowlm", description="Where stage outputs (splits, tokenizers, checkpoints) are kept.")
 
     @model_validator(mode="after")
@@ -104,6 +107,8 @@ class Seq2SeqPipelineConfig(_Pipeline):
                                           description="The metric's drop under noise on test sources (evaluate).")
     registry: Seq2SeqRegistryConfig = Field(default_factory=Seq2SeqRegistryConfig,
                                             description="Registered model and its gate.")
+    optimize: OptimizeConfig = Field(default_factory=OptimizeConfig,
+                                     description="Pruned and int8 variants of a new champion, registered beside it.")
     work_dir: str = Field(".lowlm", description="Where stage outputs (splits, tokenizers, checkpoints) are kept.")
 
     @model_validator(mode="after")

@@ -207,3 +207,33 @@ class DecodeConfig(_Strict):
 class Seq2SeqRegistryConfig(_Strict):
     model_name: str = "lowlm-seq2seq"
     metric: Literal["bleu", "chrf", "rougeL"] = "bleu"
+
+
+class OptimizeVariant(_Strict):
+    """One smaller or faster version of the trained model: pruned, quantized, or both (pruned first)."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$", description="Its registry alias is optimized-<name>.")
+    quantize: bool = Field(False, description="Dynamic int8: int8 weights on disk, the linear and recurrent layers "
+                                              "run in int8 at inference (lowlm.optimize.quantize).")
+    prune: float = Field(0.0, ge=0, lt=1, description="Share of the smallest-magnitude weights of the linear and "
+                                                      "recurrent matrices set to zero; 0: no pruning.")
+    prune_scope: Literal["global", "layer"] = Field("global", description="global: one threshold over all matrices; "
+                                                                          "layer: each matrix loses the same share.")
+    recovery_epochs: int = Field(1, ge=0, description="Fine-tune epochs after pruning (the pruned weights stay zero).")
+    recovery_lr_scale: float = Field(0.1, gt=0, description="Recovery learning rate: the train stage's lr times this.")
+
+
+class OptimizeConfig(_Strict):
+    """After register: smaller and faster variants of a new champion, each measured (size on disk, pyfunc
+    latency at batch 1 and 64, metric change on test) and, within ``tolerance``, registered as its own
+    version under the alias ``optimized-<name>``, never through the champion gate."""
+
+    enabled: bool = False
+    variants: list[OptimizeVariant] = Field(default_factory=lambda: [
+        OptimizeVariant(name="int8", quantize=True),
+        OptimizeVariant(name="pruned-50", prune=0.5),
+        OptimizeVariant(name="pruned-50-int8", prune=0.5, quantize=True)])
+    tolerance: float = Field(1.0, ge=0, description="Largest loss of the test metric (accuracy or BLEU points, "
+                                                    "0-100) a registered variant may have.")
+    latency_rows: int = Field(100, ge=1, description="Test texts timed one at a time (batch 1), and in batches of 64.")
+    repeats: int = Field(3, ge=1, description="Timing repeats; p50 and p95 over all timed calls.")

@@ -68,15 +68,26 @@ class Bundle:
         raise NotImplementedError
 
     # -- shared ------------------------------------------------------------------------------------
-    def save(self, folder: str | Path) -> Path:
+    def save(self, folder: str | Path, optimization: dict | None = None) -> Path:
         """Write the bundle to ``folder``, all or nothing: a failure (a full disk: ``DiskFull``) leaves no
-        half-written folder."""
+        half-written folder. ``optimization`` (``lowlm.optimize``): recorded in bundle.json; with
+        ``{"weights": "int8"}`` the weight matrices are stored as int8 rows, and with ``{"runtime":
+        "dynamic_int8"}`` loading runs the model's linear and recurrent layers in int8."""
+        if getattr(self, "optimization", None) and self.optimization.get("runtime", "float") != "float":
+            raise BundleError("this bundle runs a quantized model, which does not save; optimize the float "
+                              "model it came from again (lowlm.optimize)")
         folder = Path(folder)
+        state = self.model.state_dict()
+        extra = {}
+        if optimization:
+            state = _pack(state, optimization)
+            extra = {"optimization": optimization}
         with atomic_folder(folder) as partial:
-            torch.save(self.model.state_dict(), partial / WEIGHTS)
+            torch.save(state, partial / WEIGHTS)
             for file, attr in self.tokenizer_files.items():
                 getattr(self, attr).save(partial / file)
-            (partial / META).write_text(json.dumps({"kind": self.kind, "format": FORMAT, **self.meta()}, indent=1))
+            (partial / META).write_text(json.dumps({"kind": self.kind, "format": FORMAT, **self.meta(), **extra},
+                                                   indent=1))
         return folder
 
     @classmethod
@@ -121,10 +132,39 @@ def load_bundle(folder: str | Path) -> Bundle:
         raise BundleError(f"{folder}: missing {', '.join(missing)} for a {meta['kind']!r} bundle")
     tokenizers = {attr: Tokenizer.load(folder / file) for file, attr in cls.tokenizer_files.items()}
     weights = torch.load(folder / WEIGHTS, map_location="cpu", weights_only=True)
+    optimization = meta.pop("optimization", None)
+    if optimization:
+        weights = _unpack(weights, optimization)
     try:
-        return cls.from_parts(meta, tokenizers, weights)
+        bundle = cls.from_parts(meta, tokenizers, weights)
     except BundleError as exc:
         raise BundleError(f"{folder}: {exc}") from None
+    if optimization:
+        bundle.optimization = optimization
+        if optimization.get("runtime", "float") == "dynamic_int8":
+            from lowlm.optimize.quantize import quantize_dynamic
+
+            bundle.model = quantize_dynamic(bundle.model)
+    return bundle
+
+
+def _pack(state: dict, optimization: dict) -> dict:
+    weights = optimization.get("weights", "float32")
+    if weights == "int8":
+        from lowlm.optimize.quantize import pack_int8
+
+        return pack_int8(state)
+    if weights != "float32":
+        raise BundleError(f"optimization.weights {weights!r}: expected float32 or int8")
+    return state
+
+
+def _unpack(weights: dict, optimization: dict) -> dict:
+    if optimization.get("weights", "float32") == "int8":
+        from lowlm.optimize.quantize import unpack_int8
+
+        return unpack_int8(weights)
+    return weights
 
 
 def load_weights(model: nn.Module, weights: dict) -> nn.Module:

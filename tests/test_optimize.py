@@ -1,0 +1,99 @@
+"""Optimize: int8 and pruned variants load through the bundle and the registry, and keep the original's answers."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from flows.classification import classification
+from lowlm.config import TrainConfig, load_pipeline_config
+from lowlm.config.stages import OptimizeVariant
+from lowlm.inference.bundle import BundleError, load_bundle
+from lowlm.optimize.prune import make_permanent, prune_model, prunable, sparsity
+from lowlm.optimize.variants import build_variant, folder_bytes
+from lowlm.text.batching import Batches
+from lowlm.training.objectives import train_classifier
+from tasks.register import load_registered
+from tests.test_flow import stage_runs
+
+
+@pytest.fixture(scope="module")
+def saved(trained_sample, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("optimize") / "original"
+    trained_sample["classifier"].save(folder)
+    return folder
+
+
+def _labels(bundle, texts):
+    return [r["label"] for r in bundle.predict(texts)]
+
+
+def test_an_int8_classifier_is_smaller_and_answers_as_the_original(saved, trained_sample, tmp_path):
+    out = tmp_path / "int8"
+    record = build_variant(saved, OptimizeVariant(name="int8", quantize=True), out)
+    assert record == {"variant": "int8", "weights": "int8", "runtime": "dynamic_int8"}
+    original, quantized = load_bundle(saved), load_bundle(out)
+    assert type(quantized.model.rnn).__module__.startswith("torch.ao.nn.quantized.dynamic")
+    assert (saved / "weights.pt").stat().st_size > 2.2 * (out / "weights.pt").stat().st_size
+    held_out = trained_sample["corpus"].splits["test"]["text"]
+    same = sum(a == b for a, b in zip(_labels(original, held_out), _labels(quantized, held_out)))
+    assert same / len(held_out) >= 0.9
+    with pytest.raises(BundleError, match="does not save"):
+        quantized.save(tmp_path / "again")
+
+
+def test_pruning_zeroes_the_stated_share_and_recovery_keeps_them_zero(saved, trained_sample):
+    bundle = load_bundle(saved)
+    targets = prune_model(bundle.model, 0.6, "layer")
+    assert all(abs(float((getattr(m, n) == 0).float().mean()) - 0.6) < 0.01 for m, n in targets)
+    zeroed = [(getattr(m, n) == 0).clone() for m, n in targets]
+    corpus = trained_sample["corpus"]
+    train = Batches(bundle.tokenizer.encode_batch(corpus.splits["train"]["text"]), corpus.splits["train"]["label"],
+                    batch_size=16, shuffle=True, seed=0)
+    train_classifier(bundle.model, train, None, len(bundle.labels), TrainConfig(epochs=1, lr=1e-3, progress=False))
+    make_permanent(bundle.model)
+    assert all(bool((getattr(m, n)[z] == 0).all()) for (m, n), z in zip(prunable(bundle.model), zeroed))
+    assert not any(k.endswith(("_orig", "_mask")) for k in bundle.model.state_dict())
+    assert round(sparsity(bundle.model), 2) == 0.6
+
+
+def test_a_pruned_int8_variant_records_what_was_done(saved, tmp_path):
+    out = tmp_path / "pruned"
+    record = build_variant(saved, OptimizeVariant(name="p80", prune=0.8, quantize=True), out)
+    assert record["sparsity"] == pytest.approx(0.8, abs=0.01) and record["recovery_epochs"] == 0
+    reloaded = load_bundle(out)
+    assert reloaded.optimization["variant"] == "p80"
+    weight = reloaded.model.head.weight()  # a dynamically quantized Linear: int8 values, most of them zero
+    assert float((weight.int_repr() == 0).float().mean()) > 0.5
+    assert folder_bytes(out) < folder_bytes(saved)
+
+
+def test_the_optimize_stage_registers_variants_within_tolerance_beside_the_champion(
+        prefect_harness, tracking_uri, tmp_path, sample_csv):
+    config = load_pipeline_config("sample", {
+        "corpus.path": str(sample_csv), "work_dir": str(tmp_path / "work"), "experiment": "flow-optimize",
+        "registry.model_name": "flow-optimize", "train.epochs": 6, "train.progress": False,
+        "augment.enabled": False, "attack.enabled": False, "attack.generate.enabled": False,
+        "fewshot.enabled": False, "optimize.enabled": True, "optimize.tolerance": 5.0, "optimize.repeats": 1,
+        "optimize.latency_rows": 20,
+        "optimize.variants": [{"name": "int8", "quantize": True},
+                              {"name": "pruned-95", "prune": 0.95, "recovery_epochs": 0}]})
+    state = classification(config, return_state=True)
+    assert state.is_completed(), state.message
+    result = state.result()
+    client = MlflowClient(tracking_uri)
+    champion = client.get_model_version_by_alias("flow-optimize", "champion")
+    assert str(champion.version) == result["model"]["version"]  # variants never pass through the gate
+    int8 = client.get_model_version_by_alias("flow-optimize", "optimized-int8")
+    assert int8.tags["optimized"] == "true" and int8.tags["optimized_from_version"] == str(champion.version)
+    assert float(int8.tags["metric_drop"]) <= 5.0 and float(int8.tags["size_ratio"]) > 2
+    with pytest.raises(Exception):  # 95% of the weights gone and no recovery: far outside the tolerance
+        client.get_model_version_by_alias("flow-optimize", "optimized-pruned-95")
+    stage = stage_runs(client, result["mlflow_run_id"])["optimize"].data.metrics
+    assert stage["pruned-95.metric_drop"] > 5.0 and "int8.batch64_p95_ms" in stage
+    served = load_registered("models:/flow-optimize@optimized-int8", tracking_uri=tracking_uri)
+    original = load_registered("models:/flow-optimize@champion", tracking_uri=tracking_uri)
+    texts = ["my card was declined at the shop", "how do I reset my password", "where is my refund"]
+    frame = pd.DataFrame({"text": texts})
+    assert (served.predict(frame)["label"] == original.predict(frame)["label"]).sum() >= 2
