@@ -97,3 +97,37 @@ def test_the_optimize_stage_registers_variants_within_tolerance_beside_the_champ
     texts = ["my card was declined at the shop", "how do I reset my password", "where is my refund"]
     frame = pd.DataFrame({"text": texts})
     assert (served.predict(frame)["label"] == original.predict(frame)["label"]).sum() >= 2
+
+
+def test_an_int8_translator_decodes_as_the_float_one(tmp_path):
+    """Dynamic int8 on the seq2seq model (GRU encoder, GRUCell decoder, attention and output layers)."""
+    import random
+
+    from lowlm.config import Seq2SeqModelConfig, Seq2SeqTrainConfig
+    from lowlm.inference.translator import Translator
+    from lowlm.models.seq2seq import Seq2Seq
+    from lowlm.text.batching import PairBatches
+    from lowlm.text.tokenizer import Tokenizer
+    from lowlm.training.objectives import train_translator
+    from lowlm.training.trainer import seed_everything
+
+    rng = random.Random(3)
+    words = [f"w{i}" for i in range(12)]
+    sources = [" ".join(rng.choice(words) for _ in range(rng.randint(3, 7))) for _ in range(1500)]
+    targets = [" ".join(reversed(s.split())) for s in sources]
+    tok = Tokenizer.train(sources + targets)
+    seed_everything(0)
+    net = Seq2Seq(Seq2SeqModelConfig(embedding_dim=32, hidden_dim=64, attention_dim=32, dropout=0.0, coverage=True),
+                  tok.vocab_size, tok.vocab_size)
+    translator = Translator(net, tok, tok)
+    batches = PairBatches(tok.encode_batch(sources), tok.encode_target_batch(targets), 64, shuffle=True, seed=0)
+    train_translator(translator, batches, None, [], [], Seq2SeqTrainConfig(epochs=4, lr=3e-3, warmup_ratio=0.0,
+                                                                              progress=False))
+    translator.save(tmp_path / "float")
+    build_variant(tmp_path / "float", OptimizeVariant(name="int8", quantize=True), tmp_path / "int8")
+    held_out = [" ".join(rng.choice(words) for _ in range(5)) for _ in range(40)]
+    original, quantized = load_bundle(tmp_path / "float"), load_bundle(tmp_path / "int8")
+    assert type(quantized.model.cell).__module__.startswith("torch.ao.nn.quantized.dynamic")
+    a, b = original.translate(held_out, max_length=12), quantized.translate(held_out, max_length=12)
+    assert sum(x == " ".join(reversed(s.split())) for x, s in zip(a, held_out)) >= 30  # the float model learnt it
+    assert sum(x == y for x, y in zip(a, b)) >= 0.9 * len(held_out)
