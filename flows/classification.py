@@ -81,7 +81,7 @@ def classification(config: PipelineConfig, resume: bool = False) -> dict:
         registered = register(corpus, trained, evaluation, config.task, config.registry.model_name,
                               config.registry.metric, config.digest(), digests, tracking,
                               min_attacked_accuracy=config.registry.min_attacked_accuracy,
-                              attacked=train_split.get("attacked"))
+                              attacked=train_split.get("attacked"), config=config.model_dump(mode="json"))
 
         if config.optimize.enabled:  # int8 and pruned variants of a new champion, registered beside it
             optimize(corpus, trained, evaluation, registered, config.optimize, config.task, config.registry.metric,
@@ -93,7 +93,7 @@ def classification(config: PipelineConfig, resume: bool = False) -> dict:
             transfer["registered"] = register(
                 target, transfer, transfer, config.task, fewshot_name, "accuracy", config.digest(),
                 {**target["digests"], "content": target["content_digest"], "base_model": trained["digest"]}, tracking,
-                stage="register-fewshot")
+                stage="register-fewshot", config=config.model_dump(mode="json"))
         result = summarize(summary, registered, tracking)
         if transfer:
             result["fewshot_model"] = transfer["registered"]

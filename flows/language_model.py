@@ -37,7 +37,8 @@ def language_model(config: LanguageModelPipelineConfig, resume: bool = False) ->
         evaluation = work(evaluate_lm)(corpus, trained, tracking)
         registered = register(corpus, trained, evaluation, config.task, config.registry.model_name,
                               config.registry.metric, config.digest(),
-                              {**corpus["digests"], "content": corpus["content_digest"]}, tracking)
+                              {**corpus["digests"], "content": corpus["content_digest"]}, tracking,
+                              config=config.model_dump(mode="json"))
         summary = {**evaluation["metrics"], "best_val_perplexity": -trained["best_val"],
                    "tokens_per_second": trained["tokens_per_second"]}
         return summarize(summary, registered, tracking)

@@ -57,7 +57,8 @@ def seq2seq(config: Seq2SeqPipelineConfig, resume: bool = False) -> dict:
                                             noise=config.robustness)
         digests = {**corpus["digests"], "content": corpus["content_digest"], "train_augmented": train_split["digest"]}
         registered = register(corpus, trained, evaluation, config.task, config.registry.model_name,
-                              config.registry.metric, config.digest(), digests, tracking)
+                              config.registry.metric, config.digest(), digests, tracking,
+                              config=config.model_dump(mode="json"))
 
         if config.optimize.enabled:  # int8 and pruned variants of a new champion, registered beside it
             optimize(corpus, trained, evaluation, registered, config.optimize, config.task, config.registry.metric,

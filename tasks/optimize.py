@@ -25,6 +25,7 @@ from lowlm.training.objectives import train_classifier, train_translator
 from lowlm.training.trainer import seed_everything
 from tasks._stage import Tracking, digest_of, log_table, output_dir, stage_logger, stage_run
 from tasks.integrity import folder_digests, tag_digests
+from tasks.model_card import with_variants
 from tasks.register import _log_model
 from tasks.train import labelled_batches
 
@@ -105,6 +106,10 @@ def optimize(corpus: dict, trained: dict, evaluation: dict, registered: dict, co
                                 ("size_ratio", "batch1_speedup", "batch64_speedup", "metric_drop", "bytes",
                                  "batch1_p50_ms", "batch1_p95_ms", "batch64_p50_ms", "batch64_p95_ms")})
             rows[variant.name] = row
+        base_version = client.get_model_version(registered["name"], registered["version"])
+        card = with_variants(base_version.description or "", rows)
+        client.update_model_version(registered["name"], registered["version"], description=card)
+        mlflow.log_text(card, "model_card_with_variants.md")
         table = pd.DataFrame([{"variant": "original", **base, "metric": base_metric}] +
                              [{"variant": k, **{c: v for c, v in r.items() if c != "variant"}} for k, r in rows.items()])
         log_table(table, "optimize.json")
@@ -129,6 +134,12 @@ def _register_variant(client: MlflowClient, registered: dict, folder, row: dict,
         for key, value in tags.items():
             client.set_model_version_tag(name, version.version, key, value)
         tag_digests(client, name, str(version.version), info.model_uri)
+        settings = "\n".join(f"- {k}: {v}" for k, v in tags.items() if k.startswith("optimization."))
+        client.update_model_version(name, version.version, description=(
+            f"# {name} version {version.version}: `{alias}`\n\nAn optimized variant of version "
+            f"{registered['version']} (whose card holds its data, metrics and limitations), never champion.\n\n"
+            f"{settings}\n- test metric: {row['metric']:.2f} ({row['metric_drop']:+.2f} points against the original)\n"
+            f"- {row['size_ratio']:.2f}x smaller on disk, batch-1 latency {row['batch1_speedup']:.2f}x faster\n"))
         client.set_registered_model_alias(name, alias, version.version)
     except BaseException:
         if version is not None:

@@ -39,6 +39,7 @@ from tasks._stage import Tracking, stage_run
 from tasks.champion import SETTLE_S, _upserted, aliases, crown, registry_uri
 from tasks.champion_lock import ChampionLock, champion_lock
 from tasks.integrity import tag_digests, verified_copy
+from tasks.model_card import description, model_card
 from tasks.registry import model_versions
 
 LOWER_IS_BETTER = {"perplexity"}  # gate metrics where the smaller value wins
@@ -202,6 +203,14 @@ def _log_model(model_dir: str, sample: list[str], decoding: dict | None = None):
         raise
 
 
+def _plots(client: MlflowClient, run_id: str) -> list[str]:
+    """Artifact paths of the training run's plots (for the model card)."""
+    try:
+        return [f"runs:/{run_id}/{a.path}" for a in client.list_artifacts(run_id, "plots")]
+    except MlflowException:
+        return []
+
+
 def _remove_partial_models(run_id: str) -> None:
     import shutil
     from urllib.parse import urlparse
@@ -238,11 +247,12 @@ def robustness_requirement(metrics: dict, minimum: float | None) -> str | None:
 @task(name="register")
 def register(corpus: dict, trained: dict, evaluation: dict, task: str, model_name: str, metric: str,
              config_hash: str, data_digests: dict, tracking: Tracking, min_attacked_accuracy: float | None = None,
-             attacked: dict | None = None, stage: str = "register") -> dict:
+             attacked: dict | None = None, stage: str = "register", config: dict | None = None) -> dict:
     """``task``: the pipeline's declared kind (``classification``, ``seq2seq``), which says how the
     champion is re-scored. ``min_attacked_accuracy``: the robustness a champion needs (on validation);
     ``attacked``: the model the adversarial stage attacked for training rows (tagged). ``stage``: the MLflow
-    run's name (``register-fewshot`` for the few-shot model)."""
+    run's name (``register-fewshot`` for the few-shot model). ``config``: the pipeline config (JSON), quoted
+    in the version's model card."""
     client = MlflowClient(tracking.uri)
     with stage_run(tracking, stage):
         same = [v for v in model_versions(client, model_name) if v.tags.get("model_digest") == trained["digest"]]
@@ -273,6 +283,11 @@ def register(corpus: dict, trained: dict, evaluation: dict, task: str, model_nam
             for key, value in tags.items():
                 client.set_model_version_tag(model_name, version.version, key, value)
             tag_digests(client, model_name, str(version.version), info.model_uri)  # verified before every load
+            card = model_card(model_name, str(version.version), task, corpus, trained, evaluation,
+                              tags, config, _plots(client, trained["run_id"]))
+            mlflow.log_text(card, "model_card.md")
+            client.update_model_version(model_name, version.version, description=description(
+                card, f"runs:/{mlflow.active_run().info.run_id}/model_card.md"))
             outcome = gate(client, model_name, str(version.version), ours, corpus, task, metric,
                            evaluation.get("bleu_tokenize", "13a"),
                            refused=robustness_requirement(evaluation["metrics"], min_attacked_accuracy))

@@ -93,6 +93,7 @@ def uninterrupted(tmp_path_factory, prefect_server, tracking_uri) -> dict:
     return {"digest": train.data.tags["lowlm.model_digest"], "test_accuracy": evaluate.data.metrics["test_accuracy"]}
 
 
+@pytest.mark.slow  # two fresh-process flow runs, ~90 s idle and 3 min on busy cores: run by `make bench`
 def test_the_same_preset_in_a_fresh_process_gives_the_same_model(uninterrupted, tmp_path, tracking_uri):
     """Seeds are set before any model is built: two fresh processes train the same weights, so the
     gate compares models, not seeds."""

@@ -90,6 +90,13 @@ def test_the_optimize_stage_registers_variants_within_tolerance_beside_the_champ
     assert float(int8.tags["metric_drop"]) <= 5.0 and float(int8.tags["size_ratio"]) > 2
     with pytest.raises(Exception):  # 95% of the weights gone and no recovery: far outside the tolerance
         client.get_model_version_by_alias("flow-optimize", "optimized-pruned-95")
+    card = client.get_model_version("flow-optimize", champion.version).description  # the model card
+    assert card.startswith(f"# flow-optimize version {champion.version}")
+    assert champion.tags["data_digest.train"] in card and champion.tags["data_digest.test"] in card
+    assert "## Known limitations" in card and "test_accuracy" in card
+    assert "## Optimized variants" in card and f"| int8 | {int8.version} |" in card
+    assert "| pruned-95 | not registered |" in card
+    assert "optimized variant of version" in client.get_model_version("flow-optimize", int8.version).description
     stage = stage_runs(client, result["mlflow_run_id"])["optimize"].data.metrics
     assert stage["pruned-95.metric_drop"] > 5.0 and "int8.batch64_p95_ms" in stage
     served = load_registered("models:/flow-optimize@optimized-int8", tracking_uri=tracking_uri)
@@ -131,3 +138,21 @@ def test_an_int8_translator_decodes_as_the_float_one(tmp_path):
     a, b = original.translate(held_out, max_length=12), quantized.translate(held_out, max_length=12)
     assert sum(x == " ".join(reversed(s.split())) for x, s in zip(a, held_out)) >= 30  # the float model learnt it
     assert sum(x == y for x, y in zip(a, b)) >= 0.9 * len(held_out)
+
+
+def test_a_long_card_fits_the_registry_description_and_keeps_its_config_in_the_artifact():
+    from tasks.model_card import DESCRIPTION_LIMIT, description, model_card, with_variants
+
+    corpus = {"rows": {"train": 10, "test": 5}, "digests": {"train": "aaaa1111", "test": "bbbb2222"},
+              "labels": [f"class_{i}" for i in range(77)]}
+    metrics = {f"test_metric_{i}": 0.5 for i in range(400)}
+    card = model_card("m", "3", "classification", corpus, {"kind": "rnn_attention", "digest": "d1"},
+                      {"metrics": metrics}, {"pretrained_uri": "models:/lm/2", "pretrained_version": "2"},
+                      config={"model": {"kind": "rnn_attention"}})
+    assert "## Config" in card and "`aaaa1111`" in card and "models:/lm/2" in card and "..." in card
+    short = description(card, "runs:/r/model_card.md")
+    assert len(short) <= DESCRIPTION_LIMIT and "## Config" not in short and "runs:/r/model_card.md" in short
+    assert short.startswith("# m version 3") and "`bbbb2222`" in short
+    row = {"size_ratio": 3.7, "batch1_speedup": 1.6, "metric_drop": 0.2, "registered": {"version": "4"}}
+    twice = with_variants(with_variants(short, {"int8": row}), {"int8": row})
+    assert twice.count("## Optimized variants") == 1 and "| int8 | 4 | 3.70x | 1.60x | +0.20 |" in twice
