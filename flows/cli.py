@@ -386,6 +386,47 @@ def predict(model_uri: Annotated[str, typer.Argument(help="e.g. models:/intents@
             typer.echo(f"{row['label']}\t{row['score']:.3f}\t{text}")
 
 
+@app.command()
+def explain(model_uri: Annotated[str, typer.Argument(help="a classifier, e.g. models:/intents@champion")],
+            text: Annotated[str, typer.Argument(help="the text to explain")],
+            label: Annotated[Optional[str], typer.Option(help="explain this class (default: the predicted one)")] = None,
+            method: Annotated[str, typer.Option(help="integrated_gradients, grad_input or occlusion")] = (
+                "integrated_gradients"),
+            html_file: Annotated[Optional[Path], typer.Option("--html", help="also write a highlighted page")] = None,
+            as_json: Annotated[bool, typer.Option("--json", help="one JSON object")] = False) -> None:
+    """Which tokens made a classifier answer what it did: attribution per token (and attention weight)."""
+    import mlflow
+
+    from lowlm.inference.classifier import TextClassifier
+    from lowlm.inference.explain import METHODS, html, saliency
+    from tasks.register import load_registered
+
+    if method not in METHODS:
+        fail(f"--method {method!r}: expected one of {', '.join(METHODS)}")
+    uri = _tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    try:
+        bundle = load_registered(model_uri).unwrap_python_model().bundle
+    except Exception as exc:
+        fail(f"cannot load {model_uri} from {uri}: {exc}", exit_code(exc))
+    if not isinstance(bundle, TextClassifier):
+        fail(f"{model_uri} is a {bundle.kind} model: explain takes a classifier")
+    try:
+        got = saliency(bundle, text, label=label, method=method)
+    except ValueError as exc:
+        fail(str(exc))
+    attention = bundle.attention(text)[1] if bundle.has_attention else None
+    if as_json:
+        typer.echo(json.dumps({**got, "attention": attention}, ensure_ascii=False))
+    else:
+        typer.echo(f"{got['label']} ({got['method']}; positive: toward the class)")
+        for i, (token, score) in enumerate(zip(got["tokens"], got["scores"])):
+            typer.echo(f"{score:+.4f}\t" + (f"{attention[i]:.3f}\t" if attention else "") + token)
+    if html_file is not None:
+        html_file.write_text(html([(got["tokens"], got["scores"], f"{got['label']} ({got['method']}): {text}")],
+                                  title=f"{model_uri}: why {got['label']}"), encoding="utf-8")
+
+
 # ------------------------------------------------------------------------------------------ data
 
 Incoming = Annotated[str, typer.Option("--incoming", help="the folder new data waits in")]

@@ -1,4 +1,4 @@
-"""Evaluate: test-split metrics, per-class table, confusion matrix and attention maps."""
+"""Evaluate: test-split metrics, per-class table, confusion matrix, attention maps and saliency pages."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from lowlm.evaluation.metrics import (bleu, chrf, classification_report, majorit
                                       score_texts)
 from lowlm.evaluation.plots import attention_figure, attention_matrix_figure, confusion_matrix_figure
 from lowlm.inference.classifier import TextClassifier
+from lowlm.inference.explain import html, saliency, top_ngrams
 from lowlm.inference.translator import Translator
 from lowlm.robustness.augment import check_wordnet
 from lowlm.robustness.noise import source_noise
@@ -64,15 +65,39 @@ def evaluate(corpus: dict, trained: dict, tracking: Tracking) -> dict:
         predictions = test.assign(predicted=[labels[i] for i in y_pred], score=probs.max(dim=1).values.tolist())
         log_table(predictions.head(200), "test_predictions.json")
         _log_attention(classifier, test["text"].head(8).tolist(), labels, y_pred[:8])
+        _log_explanations(classifier, test["text"].tolist(), labels, y_pred)
         return {"metrics": metrics, "test_digest": corpus["digests"]["test"]}
 
 
 def _log_attention(classifier: TextClassifier, texts: list[str], labels: list[str], preds: list[int]) -> None:
-    """Attention weights over the tokens of a few test sentences (models that pool with attention)."""
+    """Attention weights over the tokens of a few test sentences (models that pool with attention): a PNG
+    and a page of highlighted text."""
     if not classifier.has_attention or not texts:
         return
     rows = [(*classifier.attention(text), f"predicted {labels[pred]}: {text[:80]}") for text, pred in zip(texts, preds)]
     log_figure(attention_figure(rows, title="Attention over test sentences"), "plots/attention.png")
+    mlflow.log_text(html(rows, title="Attention over test sentences"), "explanations/attention.html")
+
+
+def _log_explanations(classifier: TextClassifier, texts: list[str], labels: list[str], preds: list[int],
+                      shown: int = 8) -> None:
+    """Saliency of the predicted class over the first test sentences (integrated gradients, or occlusion
+    for the bag of n-grams) as a page and a PNG; for the bag, its top words and n-grams per class."""
+    rows = []
+    for text, pred in zip(texts[:shown], preds[:shown]):
+        got = saliency(classifier, text, label=pred if pred < len(classifier.labels) else None)
+        rows.append((got["tokens"], got["scores"], f"{got['method']} toward {got['label']}: {text[:80]}"))
+    if not rows:
+        return
+    mlflow.log_text(html(rows, title="Saliency over test sentences (red: toward the class)"),
+                    "explanations/saliency.html")
+    scaled = [(t, [abs(v) / (max(map(abs, s)) or 1.0) for v in s], c) for t, s, c in rows]
+    log_figure(attention_figure(scaled, title="Saliency (|attribution|) over test sentences"), "plots/saliency.png")
+    if classifier.model.config.kind == "bag_of_ngrams":
+        top = top_ngrams(classifier, texts[:2000], k=20)
+        log_table(pd.DataFrame([{"label": label, "rank": i + 1, "ngram": g, "weight": w}
+                                for label, items in top.items() for i, (g, w) in enumerate(items)]),
+                  "explanations/top_ngrams.json")
 
 
 @task(name="evaluate-seq2seq", **STAGE_OPTIONS)

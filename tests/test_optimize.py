@@ -69,10 +69,10 @@ def test_a_pruned_int8_variant_records_what_was_done(saved, tmp_path):
     assert folder_bytes(out) < folder_bytes(saved)
 
 
-def test_the_optimize_stage_registers_variants_within_tolerance_beside_the_champion(
-        prefect_harness, tracking_uri, tmp_path, sample_csv):
+@pytest.fixture(scope="module")
+def optimized_run(prefect_harness, tmp_path_factory, sample_csv):
     config = load_pipeline_config("sample", {
-        "corpus.path": str(sample_csv), "work_dir": str(tmp_path / "work"), "experiment": "flow-optimize",
+        "corpus.path": str(sample_csv), "work_dir": str(tmp_path_factory.mktemp("work")), "experiment": "flow-optimize",
         "registry.model_name": "flow-optimize", "train.epochs": 6, "train.progress": False,
         "augment.enabled": False, "attack.enabled": False, "attack.generate.enabled": False,
         "fewshot.enabled": False, "optimize.enabled": True, "optimize.tolerance": 5.0, "optimize.repeats": 1,
@@ -81,7 +81,11 @@ def test_the_optimize_stage_registers_variants_within_tolerance_beside_the_champ
                               {"name": "pruned-95", "prune": 0.95, "recovery_epochs": 0}]})
     state = classification(config, return_state=True)
     assert state.is_completed(), state.message
-    result = state.result()
+    return state.result()
+
+
+def test_the_optimize_stage_registers_variants_within_tolerance_beside_the_champion(optimized_run, tracking_uri):
+    result = optimized_run
     client = MlflowClient(tracking_uri)
     champion = client.get_model_version_by_alias("flow-optimize", "champion")
     assert str(champion.version) == result["model"]["version"]  # variants never pass through the gate
@@ -97,7 +101,10 @@ def test_the_optimize_stage_registers_variants_within_tolerance_beside_the_champ
     assert "## Optimized variants" in card and f"| int8 | {int8.version} |" in card
     assert "| pruned-95 | not registered |" in card
     assert "optimized variant of version" in client.get_model_version("flow-optimize", int8.version).description
-    stage = stage_runs(client, result["mlflow_run_id"])["optimize"].data.metrics
+    runs = stage_runs(client, result["mlflow_run_id"])
+    explained = {a.path for a in client.list_artifacts(runs["evaluate"].info.run_id, "explanations")}
+    assert {"explanations/saliency.html", "explanations/attention.html"} <= explained
+    stage = runs["optimize"].data.metrics
     assert stage["pruned-95.metric_drop"] > 5.0 and "int8.batch64_p95_ms" in stage
     served = load_registered("models:/flow-optimize@optimized-int8", tracking_uri=tracking_uri)
     original = load_registered("models:/flow-optimize@champion", tracking_uri=tracking_uri)
@@ -156,3 +163,25 @@ def test_a_long_card_fits_the_registry_description_and_keeps_its_config_in_the_a
     row = {"size_ratio": 3.7, "batch1_speedup": 1.6, "metric_drop": 0.2, "registered": {"version": "4"}}
     twice = with_variants(with_variants(short, {"int8": row}), {"int8": row})
     assert twice.count("## Optimized variants") == 1 and "| int8 | 4 | 3.70x | 1.60x | +0.20 |" in twice
+
+
+def test_explain_names_the_tokens_behind_an_answer_on_the_command_line(optimized_run, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    runner = CliRunner()
+    page = tmp_path / "why.html"
+    out = runner.invoke(app, ["explain", "models:/flow-optimize@champion", "my card was declined", "--html", str(page)])
+    assert out.exit_code == 0, out.output
+    lines = out.output.strip().splitlines()
+    assert "integrated_gradients" in lines[0] and [line.split("\t")[-1] for line in lines[1:]] == \
+        ["my", "card", "was", "declined"]
+    assert "<span" in page.read_text()
+    quantized = runner.invoke(app, ["explain", "models:/flow-optimize@optimized-int8", "my card was declined", "--json"])
+    assert quantized.exit_code == 0, quantized.output
+    assert json.loads(quantized.output)["method"] == "occlusion"  # int8 layers have no gradients
+    bad = runner.invoke(app, ["explain", "models:/flow-optimize@champion", "hello", "--label", "no-such-class"])
+    assert bad.exit_code == 2 and "no-such-class" in bad.output
