@@ -7,7 +7,8 @@ For each MODEL:CORPUS it trains the preset's model (or the named kind with the p
 under benchmarks/.cache/optimize/), then builds every variant with ``lowlm.optimize`` and measures it
 beside the original in the same process: bytes on disk (weights, tokenizer, bundle.json), pyfunc
 latency (median per call over repeats, batch 1 and 64), and test accuracy. Pruned variants get one
-recovery epoch at a tenth of the train rate. Each target is saved to benchmarks/results/optimize.json
+recovery epoch at a tenth of the train rate; compressed bags (fastText's quantize) one epoch of head
+retraining at the train rate. Each target is saved to benchmarks/results/optimize.json
 (``{"MODEL:CORPUS": {VARIANT: {size_ratio, batch1_speedup, metric_drop, ...}}}``) as it finishes, so a
 stopped run resumes with the next target; ``--force`` measures a finished one again.
 """
@@ -48,6 +49,13 @@ CACHE = ROOT / "benchmarks" / ".cache" / "optimize"
 VARIANTS = [OptimizeVariant(name="int8", quantize=True),
             *[OptimizeVariant(name=f"pruned-{int(a * 100)}", prune=a) for a in (0.3, 0.5, 0.7, 0.9)],
             OptimizeVariant(name="pruned-50-int8", prune=0.5, quantize=True)]
+# fastText's quantize for the bag: every row product-quantized, then fewer rows and coarser codes;
+# each retrains the head for one epoch at the train stage's rate
+COMPRESSED = [OptimizeVariant(name="pq", compress=True, recovery_lr_scale=1.0),
+              OptimizeVariant(name="pq-rows10", compress=True, keep_ngrams=0.1, keep_words=0.5, pq_dsub=4,
+                              recovery_lr_scale=1.0),
+              OptimizeVariant(name="pq-rows5", compress=True, keep_ngrams=0.05, keep_words=0.3, pq_dsub=8,
+                              recovery_lr_scale=1.0)]
 
 
 def preset_for(kind: str, corpus: str):
@@ -98,7 +106,7 @@ def run_target(target: str, repeats: int) -> dict:
     print(f"{target} original: {base['accuracy']:.2f}% {base['bytes']:,} bytes, batch 1 {base['batch1_p50_ms']:.2f} ms",
           flush=True)
     rows = {"original": base}
-    for variant in VARIANTS:
+    for variant in VARIANTS + (COMPRESSED if kind == "bag_of_ngrams" else []):
         cfg = config.train.model_copy(update={"epochs": 1, "lr": config.train.lr * variant.recovery_lr_scale,
                                               "patience": 0, "warmup_ratio": 0.0, "progress": False, "device": "cpu"})
 
@@ -109,7 +117,7 @@ def run_target(target: str, repeats: int) -> dict:
             train_classifier(bundle.model, batches, None, len(bundle.labels), cfg)
 
         out = CACHE / f"{folder.name}-{variant.name}"
-        record = build_variant(folder, variant, out, recover if variant.prune else None)
+        record = build_variant(folder, variant, out, recover if variant.prune or variant.compress else None)
         got = {**measure(out, texts, repeats), "accuracy": test_accuracy(out, corpus)}
         rows[variant.name] = {**record, **got, "size_ratio": base["bytes"] / got["bytes"],
                               "batch1_speedup": base["batch1_p50_ms"] / got["batch1_p50_ms"],

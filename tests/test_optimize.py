@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+import torch
 from mlflow import MlflowClient
 
 from flows.classification import classification
@@ -185,3 +186,41 @@ def test_explain_names_the_tokens_behind_an_answer_on_the_command_line(optimized
     assert json.loads(quantized.output)["method"] == "occlusion"  # int8 layers have no gradients
     bad = runner.invoke(app, ["explain", "models:/flow-optimize@champion", "hello", "--label", "no-such-class"])
     assert bad.exit_code == 2 and "no-such-class" in bad.output
+
+
+def test_a_compressed_bag_of_ngrams_is_far_smaller_retrains_its_head_and_answers_as_before(trained_sample, tmp_path):
+    from lowlm.config import BagOfNgramsConfig
+    from lowlm.inference.classifier import TextClassifier
+    from lowlm.models.kinds import build_model
+    from lowlm.training.trainer import seed_everything
+
+    corpus = trained_sample["corpus"]
+    tok = trained_sample["classifier"].tokenizer
+    train = Batches(tok.encode_batch(corpus.splits["train"]["text"]), corpus.splits["train"]["label"], batch_size=16,
+                    shuffle=True, seed=0)
+    seed_everything(0)
+    net = build_model(BagOfNgramsConfig(embedding_dim=32, ngrams=2, buckets=100_000), vocab_size=tok.vocab_size,
+                      num_labels=len(corpus.labels))
+    net.index_ngrams((b.ids, b.lengths) for b in train)
+    train_classifier(net, train, None, len(corpus.labels), TrainConfig(epochs=8, lr=0.5, progress=False))
+    TextClassifier(net.eval(), tok, corpus.labels).save(tmp_path / "bag")
+    head_before = net.head.weight.clone()
+
+    def retrain(bundle):  # the head only: compression froze the table
+        train_classifier(bundle.model, train, None, len(bundle.labels), TrainConfig(epochs=1, lr=0.1, progress=False))
+
+    variant = OptimizeVariant(name="pq", compress=True, keep_ngrams=0.25, keep_words=0.8, pq_dsub=4, pq_bits=6)
+    record = build_variant(tmp_path / "bag", variant, tmp_path / "pq", retrain)
+    assert record["weights"] == "pq" and record["ngram_rows"] == round(0.25 * record["ngram_rows_before"])
+    compressed = load_bundle(tmp_path / "pq")
+    assert len(compressed.model.ngram_index) == record["ngram_rows"]
+    assert not torch.equal(compressed.model.head.weight, head_before)  # retrained on the quantized rows
+    weights = lambda f: (f / "weights.pt").stat().st_size  # noqa: E731
+    assert weights(tmp_path / "bag") > 10 * weights(tmp_path / "pq")
+    texts = list(corpus.splits["test"]["text"])
+    original = load_bundle(tmp_path / "bag")
+    same = sum(a == b for a, b in zip(_labels(original, texts), _labels(compressed, texts)))
+    assert same / len(texts) >= 0.8
+    trained_sample["classifier"].save(tmp_path / "rnn")
+    with pytest.raises(ValueError, match="compress is for the bag of n-grams"):
+        build_variant(tmp_path / "rnn", variant, tmp_path / "again")

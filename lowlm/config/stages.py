@@ -219,7 +219,14 @@ class OptimizeVariant(_Strict):
                                                       "recurrent matrices set to zero; 0: no pruning.")
     prune_scope: Literal["global", "layer"] = Field("global", description="global: one threshold over all matrices; "
                                                                           "layer: each matrix loses the same share.")
-    recovery_epochs: int = Field(1, ge=0, description="Fine-tune epochs after pruning (the pruned weights stay zero).")
+    compress: bool = Field(False, description="Bag of n-grams only: fastText's compression (rows pruned by norm, "
+                                              "product-quantized rows, the head retrained; lowlm.optimize.compress).")
+    keep_ngrams: float = Field(1.0, gt=0, le=1, description="compress: share of n-gram rows kept (largest norms).")
+    keep_words: float = Field(1.0, gt=0, le=1, description="compress: share of word rows kept (largest norms).")
+    pq_dsub: int = Field(2, ge=1, description="compress: values per product-quantized sub-vector.")
+    pq_bits: int = Field(8, ge=1, le=8, description="compress: bits per code (2**bits centroids per subspace).")
+    recovery_epochs: int = Field(1, ge=0, description="Fine-tune epochs after pruning (the pruned weights stay zero), "
+                                                      "or of the head after compression.")
     recovery_lr_scale: float = Field(0.1, gt=0, description="Recovery learning rate: the train stage's lr times this.")
 
 

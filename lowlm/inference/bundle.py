@@ -80,7 +80,7 @@ class Bundle:
         state = self.model.state_dict()
         extra = {}
         if optimization:
-            state = _pack(state, optimization)
+            state = _pack(state, optimization, self.model)
             extra = {"optimization": optimization}
         with atomic_folder(folder) as partial:
             torch.save(state, partial / WEIGHTS)
@@ -148,22 +148,33 @@ def load_bundle(folder: str | Path) -> Bundle:
     return bundle
 
 
-def _pack(state: dict, optimization: dict) -> dict:
+def _pack(state: dict, optimization: dict, model: nn.Module) -> dict:
     weights = optimization.get("weights", "float32")
     if weights == "int8":
         from lowlm.optimize.quantize import pack_int8
 
         return pack_int8(state)
+    if weights == "pq":
+        from lowlm.optimize.compress import pack_pq
+
+        if not hasattr(model, "_pq"):
+            raise BundleError("optimization.weights pq: the model was not compressed (lowlm.optimize.compress)")
+        return pack_pq(state, model._pq)
     if weights != "float32":
-        raise BundleError(f"optimization.weights {weights!r}: expected float32 or int8")
+        raise BundleError(f"optimization.weights {weights!r}: expected float32, int8 or pq")
     return state
 
 
 def _unpack(weights: dict, optimization: dict) -> dict:
-    if optimization.get("weights", "float32") == "int8":
+    kind = optimization.get("weights", "float32")
+    if kind == "int8":
         from lowlm.optimize.quantize import unpack_int8
 
         return unpack_int8(weights)
+    if kind == "pq":
+        from lowlm.optimize.compress import unpack_pq
+
+        return unpack_pq(weights)
     return weights
 
 

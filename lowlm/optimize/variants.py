@@ -1,7 +1,7 @@
 """Build an optimized variant of a saved bundle and measure it beside the original.
 
 ``build_variant`` prunes (with an optional recovery fine-tune while the masks hold the pruned weights at
-zero) and then quantizes, and saves the result as a bundle that records what was done; ``measure``
+zero), compresses a bag of n-grams (with a head retrain), and then quantizes, and saves the result as a bundle that records what was done; ``measure``
 gives a bundle folder's size on disk and its latency through the pyfunc's ``predict`` (input checks and
 ``Bundle.serve``, as a served request runs them) at batch 1 and batch 64.
 """
@@ -18,6 +18,7 @@ from torch import nn
 
 from lowlm.config.stages import OptimizeVariant
 from lowlm.inference.bundle import Bundle, load_bundle
+from lowlm.optimize.compress import compress_bag
 from lowlm.optimize.prune import make_permanent, prune_model, sparsity
 
 
@@ -42,6 +43,16 @@ def build_variant(source: str | Path, variant: OptimizeVariant, out: str | Path,
         record.update({"prune": variant.prune, "prune_scope": variant.prune_scope,
                        "recovery_epochs": variant.recovery_epochs if recover is not None else 0,
                        "sparsity": round(sparsity(bundle.model, [(m, n) for m, n in targets]), 4)})
+    if variant.compress:
+        if not hasattr(bundle.model, "ngram_index"):
+            raise ValueError(f"variant {variant.name}: compress is for the bag of n-grams, not a "
+                             f"{bundle.model.config.kind} model; use quantize or prune")
+        counts = compress_bag(bundle.model, variant.keep_ngrams, variant.keep_words, variant.pq_dsub, variant.pq_bits)
+        if recover is not None and variant.recovery_epochs:
+            recover(bundle)  # the table is frozen: only the head learns, on the quantized rows
+            bundle.model.eval()
+        record.update({"weights": "pq", "pq_dsub": variant.pq_dsub, "pq_bits": variant.pq_bits, **counts,
+                       "recovery_epochs": variant.recovery_epochs if recover is not None else 0})
     bundle.save(out, optimization=record)
     return record
 
