@@ -54,7 +54,7 @@ VARIANTS = [OptimizeVariant(name="int8", quantize=True),
 COMPRESSED = [OptimizeVariant(name="pq", compress=True, recovery_lr_scale=1.0),
               OptimizeVariant(name="pq-rows10", compress=True, keep_ngrams=0.1, keep_words=0.5, pq_dsub=4,
                               recovery_lr_scale=1.0),
-              OptimizeVariant(name="pq-rows5", compress=True, keep_ngrams=0.05, keep_words=0.3, pq_dsub=8,
+              OptimizeVariant(name="pq-rows5", compress=True, keep_ngrams=0.05, keep_words=0.3, pq_dsub=10,
                               recovery_lr_scale=1.0)]
 
 
