@@ -44,7 +44,9 @@ def test_model_configs_are_told_apart_by_kind():
         PipelineConfig.model_validate({"corpus": {"path": "x.csv"}, "model": {"kind": "bag_of_ngrams",
                                                                               "hidden_dim": 64}})
     with pytest.raises(ValidationError, match="kind"):
-        PipelineConfig.model_validate({"corpus": {"path": "x.csv"}, "model": {"kind": "transformer"}})
+        PipelineConfig.model_validate({"corpus": {"path": "x.csv"}, "model": {"kind": "cnn"}})
+    with pytest.raises(ValidationError, match="not divisible by heads"):
+        PipelineConfig.model_validate({"corpus": {"path": "x.csv"}, "model": {"kind": "transformer", "heads": 3}})
     assert isinstance(PipelineConfig.model_validate({"corpus": {"path": "x.csv"}}).model, RNNAttentionConfig)
 
 
@@ -62,9 +64,9 @@ def test_each_kind_builds_its_class_from_its_config():
         model_class("cnn")
 
 
-def test_the_prefect_form_schema_names_both_classifier_kinds():
+def test_the_prefect_form_schema_names_every_classifier_kind():
     schema = PipelineConfig.model_json_schema()
-    assert {"BagOfNgramsConfig", "RNNAttentionConfig"} <= set(schema["$defs"])
+    assert {"BagOfNgramsConfig", "RNNAttentionConfig", "TransformerConfig"} <= set(schema["$defs"])
 
 
 def test_a_bag_of_ngrams_trains_with_its_validation_chosen_defaults_unless_told_otherwise():

@@ -15,7 +15,7 @@ Nothing here runs code: it only validates.
 from lowlm.config.base import _Pipeline, _Strict
 from lowlm.config.data import CorpusConfig, CorpusFormat, PairCorpusConfig
 from lowlm.config.models import (BagOfNgramsConfig, ClassifierConfig, ClassifierConfigAdapter, ModelConfig,
-                                 RNNAttentionConfig, Seq2SeqModelConfig)
+                                 RNNAttentionConfig, Seq2SeqModelConfig, TransformerConfig)
 from lowlm.config.pipelines import PIPELINES, LanguageModelPipelineConfig, PipelineConfig, Seq2SeqPipelineConfig
 from lowlm.config.presets import (CONFIGS_DIR, declared_task, get_dotted, load_pipeline_config, parse_override,
                                   pipeline_task, read_preset, set_dotted)
@@ -28,6 +28,6 @@ __all__ = [
     "CorpusConfig", "CorpusFormat", "LanguageModelPipelineConfig", "DecodeConfig", "FewShotConfig", "ModelConfig", "ModelRef", "PIPELINES", "PairAugmentConfig",
     "PairCorpusConfig", "PairTokenizerConfig", "PipelineConfig", "RNNAttentionConfig", "RegistryConfig",
     "Seq2SeqModelConfig", "Seq2SeqPipelineConfig", "Seq2SeqRegistryConfig", "Seq2SeqTrainConfig", "TokenizerConfig",
-    "TrainConfig", "_Pipeline", "_Strict", "declared_task", "get_dotted", "load_pipeline_config", "parse_override",
+    "TrainConfig", "TransformerConfig", "_Pipeline", "_Strict", "declared_task", "get_dotted", "load_pipeline_config", "parse_override",
     "pipeline_task", "read_preset", "set_dotted",
 ]

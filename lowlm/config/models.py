@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Union
 
-from pydantic import Discriminator, Field, Tag, TypeAdapter
+from pydantic import Discriminator, Field, Tag, TypeAdapter, model_validator
 
 from lowlm.config.base import _Strict
 
@@ -37,6 +37,27 @@ class RNNAttentionConfig(_Strict):
     attention_dim: int = Field(128, gt=0)
     char_dim: int = Field(0, ge=0, description="Character-encoding size per word; 0 disables it.")
     dropout: float = Field(0.3, ge=0, lt=1)
+
+
+class TransformerConfig(_Strict):
+    """A small Transformer encoder classifier (the article's "high-level" model): word embeddings + learned
+    positions -> pre-norm self-attention layers -> additive attention pool -> linear. The comparison point
+    for the low-level models in the same pipeline, tokenizer and trainer."""
+
+    kind: Literal["transformer"] = "transformer"
+    embedding_dim: int = Field(128, gt=0, description="Model width (divisible by heads).")
+    heads: int = Field(4, ge=1)
+    layers: int = Field(2, ge=1, le=12)
+    ff_dim: int = Field(256, gt=0, description="Width of each layer's feed-forward block.")
+    attention_dim: int = Field(128, gt=0, description="The pooling attention's width.")
+    dropout: float = Field(0.1, ge=0, lt=1)
+    max_positions: int = Field(512, gt=0, description="Longest input; the tokenizer's max_length must not exceed it.")
+
+    @model_validator(mode="after")
+    def _width_splits_into_heads(self) -> "TransformerConfig":
+        if self.embedding_dim % self.heads:
+            raise ValueError(f"embedding_dim {self.embedding_dim} is not divisible by heads {self.heads}")
+        return self
 
 
 class Seq2SeqModelConfig(_Strict):
@@ -88,9 +109,11 @@ def _classifier_kind(value) -> str:
 
 
 ClassifierConfig = Annotated[
-    Union[Annotated[BagOfNgramsConfig, Tag("bag_of_ngrams")], Annotated[RNNAttentionConfig, Tag("rnn_attention")]],
+    Union[Annotated[BagOfNgramsConfig, Tag("bag_of_ngrams")], Annotated[RNNAttentionConfig, Tag("rnn_attention")],
+          Annotated[TransformerConfig, Tag("transformer")]],
     Discriminator(_classifier_kind),
 ]
 ClassifierConfigAdapter = TypeAdapter(ClassifierConfig)
-ModelConfig = Annotated[Union[BagOfNgramsConfig, RNNAttentionConfig, Seq2SeqModelConfig, LanguageModelConfig],
+ModelConfig = Annotated[Union[BagOfNgramsConfig, RNNAttentionConfig, TransformerConfig, Seq2SeqModelConfig,
+                              LanguageModelConfig],
                         Field(discriminator="kind")]

@@ -19,6 +19,7 @@ from lowlm.config.models import ModelConfig
 MODEL_KINDS = {
     "bag_of_ngrams": "lowlm.models.classifier:BagOfNgrams",
     "rnn_attention": "lowlm.models.classifier:RNNAttentionClassifier",
+    "transformer": "lowlm.models.transformer:TransformerClassifier",
     "seq2seq": "lowlm.models.seq2seq:Seq2Seq",
     "language_model": "lowlm.models.language_model:LanguageModel",
 }

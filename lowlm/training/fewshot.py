@@ -81,7 +81,7 @@ def layer_groups(model: nn.Module) -> list[list[nn.Parameter]]:
     """The model's parameters in layer groups, bottom (embedding) to top (head), for discriminative rates
     and gradual unfreezing. Every parameter is in exactly one group."""
     modules = dict(model.named_children())
-    order = [["embedding", "chars", "src_embedding"], ["rnn", "encoder"]]
+    order = [["embedding", "chars", "src_embedding", "positions"], ["rnn", "encoder"]]
     groups, taken = [], set()
     for names in order:
         params = [p for n in names if n in modules for p in modules[n].parameters()]
