@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import mlflow
@@ -38,10 +39,22 @@ def run(config):
     return state, state.result(raise_on_failure=False)
 
 
-def task_states(flow_run_id) -> dict[str, str]:
-    with get_client(sync_client=True) as client:
-        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
-    return {r.name.rsplit("-", 1)[0]: r.state.name for r in runs}
+def task_states(flow_run_id, expect: set[str] | None = None, timeout: float = 60.0) -> dict[str, str]:
+    """Task name -> final state name of a finished flow run. Task states reach the Prefect server as events,
+    a moment after the flow returns: read until ``expect`` (or, without it, the same answer twice) is there
+    and nothing is still pending or running."""
+    deadline, last = time.monotonic() + timeout, None
+    while True:
+        with get_client(sync_client=True) as client:
+            runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+        states = {r.name.rsplit("-", 1)[0]: r.state.name if r.state else "Pending" for r in runs}
+        settled = not any(v in ("Pending", "Running", "Scheduled") for v in states.values())
+        if settled and (expect <= set(states) if expect is not None else states == last):
+            return states
+        if time.monotonic() > deadline:
+            return states
+        last = states
+        time.sleep(0.5)
 
 
 def stage_runs(client: MlflowClient, parent_run_id: str) -> dict:
@@ -161,7 +174,7 @@ def _train_dir(tracking_uri, result):
 def test_identical_rerun_hits_the_cache(first_run, config, tracking_uri):
     state, result = run(config)
     assert state.is_completed()
-    states = task_states(state.state_details.flow_run_id)
+    states = task_states(state.state_details.flow_run_id, expect=TASKS)
     uncached = {"register", "summarize"}  # the registry and the parent run are read and written every run
     assert {k: v for k, v in states.items() if k not in uncached} == {s: "Cached" for s in TASKS - uncached}
     assert states["register"] == states["summarize"] == "Completed"
