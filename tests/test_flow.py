@@ -177,7 +177,7 @@ def test_identical_rerun_hits_the_cache(first_run, config, tracking_uri):
     states = task_states(state.state_details.flow_run_id, expect=TASKS)
     uncached = {"register", "summarize"}  # the registry and the parent run are read and written every run
     assert {k: v for k, v in states.items() if k not in uncached} == {s: "Cached" for s in TASKS - uncached}
-    assert states["register"] == states["summarize"] == "Completed"
+    assert states.get("register") == states.get("summarize") == "Completed", states
     assert result["model"] == {**result["model"], "version": "1", "new": False}
     assert len(MlflowClient(tracking_uri).search_model_versions("name = 'flow-test'")) == 1
     # a cached stage logs no new MLflow run
