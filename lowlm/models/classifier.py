@@ -154,10 +154,29 @@ class AdditiveAttentionPool(nn.Module):
         return torch.bmm(weights.unsqueeze(1), h).squeeze(1), weights
 
 
-class RNNAttentionClassifier(nn.Module):
-    """Word embeddings (optionally + character encoding of each word) -> BiGRU/BiLSTM -> attention pool -> linear."""
+class AttentionPooledClassifier(nn.Module):
+    """What the encoders that end in an attention pool share: a subclass's ``_encode(ids, lengths)`` gives
+    the pooled vector and the pooling weights; ``dropout`` and ``head`` finish it."""
 
     pools_with_attention = True
+
+    @property
+    def feature_dim(self) -> int:
+        return self.head.in_features
+
+    def features(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self._encode(ids, lengths)[0])
+
+    def attention_weights(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """(B, T) attention of the pooling over each row's tokens (zero on padding)."""
+        return self._encode(ids, lengths)[1]
+
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(ids, lengths))
+
+
+class RNNAttentionClassifier(AttentionPooledClassifier):
+    """Word embeddings (optionally + character encoding of each word) -> BiGRU/BiLSTM -> attention pool -> linear."""
 
     def __init__(self, config: RNNAttentionConfig, vocab_size: int, num_labels: int, words: list[str] | None = None):
         super().__init__()
@@ -177,10 +196,6 @@ class RNNAttentionClassifier(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(2 * hidden_dim, num_labels)
 
-    @property
-    def feature_dim(self) -> int:
-        return self.head.in_features
-
     def _encode(self, ids: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = self.embedding(ids)
         if self.chars is not None:
@@ -191,13 +206,3 @@ class RNNAttentionClassifier(nn.Module):
         h, _ = pad_packed_sequence(h, batch_first=True, total_length=ids.shape[1])
         mask = torch.arange(ids.shape[1], device=ids.device).unsqueeze(0) < lengths.unsqueeze(1)
         return self.attention(h, mask)
-
-    def features(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self._encode(ids, lengths)[0])
-
-    def attention_weights(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """(B, T) attention of the pooling over each row's tokens (zero on padding)."""
-        return self._encode(ids, lengths)[1]
-
-    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(ids, lengths))

@@ -20,12 +20,10 @@ import torch
 from torch import nn
 
 from lowlm.config.models import TransformerConfig
-from lowlm.models.classifier import AdditiveAttentionPool
+from lowlm.models.classifier import AdditiveAttentionPool, AttentionPooledClassifier
 
 
-class TransformerClassifier(nn.Module):
-    pools_with_attention = True
-
+class TransformerClassifier(AttentionPooledClassifier):
     def __init__(self, config: TransformerConfig, vocab_size: int, num_labels: int, words: list[str] | None = None):
         super().__init__()
         self.config, self.dims = config, {"vocab_size": vocab_size, "num_labels": num_labels}
@@ -39,10 +37,6 @@ class TransformerClassifier(nn.Module):
         self.attention = AdditiveAttentionPool(dim, config.attention_dim)
         self.dropout = nn.Dropout(config.dropout)
         self.head = nn.Linear(dim, num_labels)
-
-    @property
-    def feature_dim(self) -> int:
-        return self.head.in_features
 
     def _encode(self, ids: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         T = ids.shape[1]
@@ -62,13 +56,3 @@ class TransformerClassifier(nn.Module):
         else:
             h = self.encoder(x, src_key_padding_mask=~mask)
         return self.attention(h, mask)
-
-    def features(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self._encode(ids, lengths)[0])
-
-    def attention_weights(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """(B, T) weights of the pooling attention over each row's tokens (zero on padding)."""
-        return self._encode(ids, lengths)[1]
-
-    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(ids, lengths))
