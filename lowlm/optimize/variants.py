@@ -14,8 +14,6 @@ from pathlib import Path
 from typing import Callable
 
 import pandas as pd
-from torch import nn
-
 from lowlm.config.stages import OptimizeVariant
 from lowlm.inference.bundle import Bundle, load_bundle
 from lowlm.optimize.compress import compress_bag
@@ -42,7 +40,7 @@ def build_variant(source: str | Path, variant: OptimizeVariant, out: str | Path,
         make_permanent(bundle.model)
         record.update({"prune": variant.prune, "prune_scope": variant.prune_scope,
                        "recovery_epochs": variant.recovery_epochs if recover is not None else 0,
-                       "sparsity": round(sparsity(bundle.model, [(m, n) for m, n in targets]), 4)})
+                       "sparsity": round(sparsity(bundle.model, targets), 4)})
     if variant.compress:
         if not hasattr(bundle.model, "ngram_index"):
             raise ValueError(f"variant {variant.name}: compress is for the bag of n-grams, not a "
@@ -83,7 +81,3 @@ def measure(folder: str | Path, texts: list[str], repeats: int = 3, params: dict
     many = latency(bundle, (texts * (64 // max(1, len(texts)) + 1))[:64], 64, repeats * 3, params)
     return {"bytes": folder_bytes(folder), "batch1_p50_ms": one["p50_ms"], "batch1_p95_ms": one["p95_ms"],
             "batch64_p50_ms": many["p50_ms"], "batch64_p95_ms": many["p95_ms"]}
-
-
-def parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
