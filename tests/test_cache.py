@@ -7,12 +7,11 @@ import shutil
 from pathlib import Path
 
 import pytest
-from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
 from flows.classification import classification
 from lowlm.config import load_pipeline_config
 from tasks._cache import WorkFolder, code_files, folder_identity, missing_outputs
+from tests.prefect_states import task_states
 
 CACHED_STAGES = {"ingest", "tokenize", "augment", "train", "evaluate"}
 
@@ -44,13 +43,6 @@ def test_missing_outputs_are_found_in_a_stored_result(tmp_path):
     assert missing_outputs(record, tmp_path) == [str(tmp_path / "gone.parquet")]
 
 
-def _states(state) -> dict[str, str]:
-    with get_client(sync_client=True) as client:
-        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(
-            id=FlowRunFilterId(any_=[state.state_details.flow_run_id])))
-    return {r.name.rsplit("-", 1)[0]: r.state.name for r in runs}
-
-
 @pytest.fixture
 def quick_config(sample_csv):
     def make(work_dir, name="cache-test"):
@@ -66,7 +58,7 @@ def quick_config(sample_csv):
 def _run(config):
     state = classification(config, return_state=True)
     assert state.is_completed(), state.message
-    return _states(state), state.result()
+    return task_states(state.state_details.flow_run_id, expect=CACHED_STAGES | {"register", "summarize"}), state.result()
 
 
 def test_deleted_or_second_work_folders_recompute(prefect_harness, quick_config, tmp_path):

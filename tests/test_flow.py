@@ -3,23 +3,21 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import mlflow
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
-from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
 from flows.classification import classification, main
 from lowlm.config import load_pipeline_config
 from lowlm.inference.classifier import TextClassifier
+from tests.prefect_states import task_states
 
 STAGES = {"ingest", "tokenize", "augment", "probe", "adversarial", "train", "ingest-fewshot", "fewshot-cell", "fewshot",
           "evaluate", "evaluate-attack", "register", "register-fewshot"}
-TASKS = STAGES - {"register-fewshot"} | {"augment-shard"}  # Prefect task names (both registrations are `register`)
+TASKS = STAGES - {"register-fewshot"} | {"augment-shard", "summarize"}  # Prefect task names (both registrations are `register`)
 
 
 @pytest.fixture(scope="module")
@@ -37,24 +35,6 @@ def config(tmp_path_factory, sample_csv, fewshot_csv):
 def run(config):
     state = classification(config, return_state=True)
     return state, state.result(raise_on_failure=False)
-
-
-def task_states(flow_run_id, expect: set[str] | None = None, timeout: float = 60.0) -> dict[str, str]:
-    """Task name -> final state name of a finished flow run. Task states reach the Prefect server as events,
-    a moment after the flow returns: read until ``expect`` (or, without it, the same answer twice) is there
-    and nothing is still pending or running."""
-    deadline, last = time.monotonic() + timeout, None
-    while True:
-        with get_client(sync_client=True) as client:
-            runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
-        states = {r.name.rsplit("-", 1)[0]: r.state.name if r.state else "Pending" for r in runs}
-        settled = not any(v in ("Pending", "Running", "Scheduled") for v in states.values())
-        if settled and (expect <= set(states) if expect is not None else states == last):
-            return states
-        if time.monotonic() > deadline:
-            return states
-        last = states
-        time.sleep(0.5)
 
 
 def stage_runs(client: MlflowClient, parent_run_id: str) -> dict:
@@ -188,7 +168,7 @@ def test_new_training_settings_rerun_only_what_depends_on_them(first_run, config
     weaker = config.model_copy(update={"train": config.train.model_copy(update={"lr": 1e-7, "epochs": 1})})
     state, result = run(weaker)
     assert state.is_completed()
-    states = task_states(state.state_details.flow_run_id)
+    states = task_states(state.state_details.flow_run_id, expect=TASKS)
     assert states["ingest"] == states["tokenize"] == states["augment"] == "Cached"
     assert states["train"] == states["evaluate"] == states["evaluate-attack"] == states["fewshot"] == "Completed"
     assert states["adversarial"] == "Completed"  # same data: v1's own target, a probe, trained with the new settings

@@ -11,7 +11,8 @@ from mlflow import MlflowClient
 
 from flows.seq2seq import main, seq2seq
 from lowlm.config import Seq2SeqPipelineConfig, load_pipeline_config
-from tests.test_flow import stage_runs, task_states
+from tests.prefect_states import task_states
+from tests.test_flow import stage_runs
 
 
 @pytest.fixture(scope="module")
@@ -64,11 +65,10 @@ def test_registered_model_translates_raw_strings(first_run, tracking_uri):
 
 def test_rerun_is_cached_and_registers_nothing_new(first_run, config, tracking_uri):
     state = seq2seq(config, return_state=True)
-    states = task_states(state.state_details.flow_run_id)
+    cached = {"ingest-pairs", "tokenize-pairs", "augment-shard", "augment-pairs", "train-seq2seq", "evaluate-seq2seq"}
+    states = task_states(state.state_details.flow_run_id, expect=cached | {"register", "summarize"})
     assert states["register"] == states["summarize"] == "Completed"
-    assert {k: v for k, v in states.items() if k not in ("register", "summarize")} == {
-        "ingest-pairs": "Cached", "tokenize-pairs": "Cached", "augment-shard": "Cached", "augment-pairs": "Cached",
-        "train-seq2seq": "Cached", "evaluate-seq2seq": "Cached"}
+    assert {k: v for k, v in states.items() if k not in ("register", "summarize")} == dict.fromkeys(cached, "Cached")
     assert state.result()["model"]["new"] is False
     assert len(MlflowClient(tracking_uri).search_model_versions("name = 's2s-test'")) == 1
 
@@ -133,18 +133,6 @@ def test_the_decoding_is_chosen_on_validation_and_used_for_test_the_gate_and_ser
 # -- back-translation: a reverse model registered by one pipeline, used by another ----------------------
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def settled_states(flow_run_id, names: set[str], timeout: float = 20.0) -> dict[str, str]:
-    """Task states once the API has recorded every task named (they arrive as events, a moment late)."""
-    import time
-
-    deadline = time.monotonic() + timeout
-    while True:
-        states = task_states(flow_run_id)
-        if names <= set(states) or time.monotonic() > deadline:
-            return states
-        time.sleep(0.5)
 
 
 @pytest.fixture(scope="module")
@@ -217,13 +205,13 @@ def test_back_translated_pairs_are_tagged_tracked_and_cached_on_the_reverse_mode
 
     again = seq2seq(config, return_state=True)  # unchanged: every augment step is a cache hit
     steps = {"augment-shard", "augment-pairs", "ingest-monolingual"}
-    states = settled_states(again.state_details.flow_run_id, steps)
+    states = task_states(again.state_details.flow_run_id, expect=steps)
     assert states["augment-shard"] == states["augment-pairs"] == states["ingest-monolingual"] == "Cached"
 
     other = next(v for v in reverse_model if v != champion.version)  # another reverse model: a miss
     changed = seq2seq(bt_config(bt_files, work, f"models:/bt-reverse/{other}"), return_state=True)
     assert changed.is_completed(), changed.message
-    states = settled_states(changed.state_details.flow_run_id, steps)
+    states = task_states(changed.state_details.flow_run_id, expect=steps)
     assert states["augment-pairs"] == "Completed" and states["ingest-monolingual"] == "Cached"
     augment2 = stage_runs(client, changed.result()["mlflow_run_id"])["augment"]
     assert augment2.data.tags["translator.backtranslation.0"].startswith(f"models:/bt-reverse/{other} ")
@@ -238,7 +226,7 @@ def test_a_reverse_model_of_the_wrong_languages_or_kind_fails_before_any_work(
     assert state.is_failed()
     message = str(state.result(raise_on_failure=False))
     assert "models:/s2s-test@champion" in message and "en -> de" in message and "de -> en" in message, message
-    assert task_states(state.state_details.flow_run_id) == {}  # nothing ran: not even ingest
+    assert task_states(state.state_details.flow_run_id, expect=set()) == {}  # nothing ran: not even ingest
 
     mlflow.set_tracking_uri(tracking_uri)
     folder = trained_sample["classifier"].save(tmp_path / "classifier")
@@ -249,7 +237,7 @@ def test_a_reverse_model_of_the_wrong_languages_or_kind_fails_before_any_work(
     assert state.is_failed()
     message = str(state.result(raise_on_failure=False))
     assert "models:/bt-not-a-translator/1" in message and "is a classifier, not a translator" in message, message
-    assert task_states(state.state_details.flow_run_id) == {}
+    assert task_states(state.state_details.flow_run_id, expect=set()) == {}
 
 
 def test_classification_rows_get_round_trip_paraphrases_from_a_preset_and_a_registered_model(
