@@ -127,6 +127,13 @@ def validate(preset: Annotated[str, typer.Argument(help="preset name under confi
             texts = load_texts(config.corpus)
             typer.echo("corpus: " + ", ".join(f"{name} {len(rows)} texts" for name, rows in texts.splits.items())
                        + f"; dropped {texts.dropped}")
+        elif config.task == "qa":
+            from lowlm.data.squad import load_qa
+
+            data = load_qa(config.corpus)
+            typer.echo("corpus: " + ", ".join(f"{name} {len(rows)} questions ({len(data.articles[name])} articles)"
+                                              for name, rows in data.splits.items())
+                       + (f"; skipped {dict(data.skipped)}" if data.skipped else ""))
         elif config.task == "seq2seq":
             from lowlm.data.pairs import load_pairs
 
@@ -340,8 +347,13 @@ def predict(model_uri: Annotated[str, typer.Argument(help="e.g. models:/intents@
             as_json: Annotated[bool, typer.Option("--json", help="one JSON object a line")] = False,
             beam_size: Annotated[Optional[int], typer.Option(help="seq2seq: beam size")] = None,
             max_length: Annotated[Optional[int], typer.Option(help="seq2seq: longest output, in tokens")] = None,
+            context: Annotated[Optional[str], typer.Option(help="qa: the passage to answer from")] = None,
+            question: Annotated[Optional[list[str]], typer.Option(help="qa: a question (repeatable)")] = None,
             encoding: Annotated[str, typer.Option(help="--file: its text encoding")] = "utf-8") -> None:
-    """Predict with a registered (or logged) model: labels and scores, or generated text."""
+    """Predict with a registered (or logged) model: labels and scores, generated text, or answers."""
+    if context is not None or question:
+        _answer(model_uri, context, question or [], as_json)
+        return
     inputs = list(texts or [])
     if file is not None:
         if str(file) == "-":
@@ -384,6 +396,35 @@ def predict(model_uri: Annotated[str, typer.Argument(help="e.g. models:/intents@
             typer.echo(f"{text}\t{row['generated']}")
         else:
             typer.echo(f"{row['label']}\t{row['score']:.3f}\t{text}")
+
+
+def _answer(model_uri: str, context: str | None, questions: list[str], as_json: bool) -> None:
+    """``lowlm predict MODEL --context TEXT --question Q [--question Q2]``: a reader's answers."""
+    if context is None or not questions:
+        fail("a reader needs both --context and at least one --question")
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from tasks.register import load_registered
+
+    uri = _tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    try:
+        model = load_registered(model_uri)
+    except Exception as exc:
+        fail(f"cannot load {model_uri} from {uri}: {exc}", exit_code(exc))
+    columns = getattr(model.unwrap_python_model().bundle, "input_columns", ("text",))
+    if columns != ("context", "question"):
+        fail(f"{model_uri} takes {', '.join(columns)}, not --context/--question: give texts as arguments")
+    try:
+        out = model.predict([{"context": context, "question": q} for q in questions])
+    except (TypeError, ValueError, MlflowException) as exc:
+        fail(f"{model_uri} refused the input: {exc}")
+    for q, row in zip(questions, out.to_dict("records")):
+        if as_json:
+            typer.echo(json.dumps({"question": q, **row}, ensure_ascii=False, default=float))
+        else:
+            typer.echo(f"{row['answer']}\t{row['score']:.3f}\t{q}")
 
 
 @app.command()

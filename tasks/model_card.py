@@ -78,6 +78,13 @@ def limitations(task: str, corpus: dict, metrics: dict) -> list[str]:
                    "mechanism, and output is capped at the decoding max_length.")
         if "test_repeated_trigrams" in metrics:
             out.append(f"{metrics['test_repeated_trigrams']:.1f}% of the output's trigrams repeat within an output.")
+    elif task == "qa":
+        out.append("Answers with a span of the given context only: it cannot say that the context holds no answer "
+                   "(SQuAD v1.1), and a context longer than the window is read in windows whose scores are compared "
+                   "as they are.")
+        if "test_baseline_f1" in metrics:
+            out.append(f"The lexical sliding-window baseline scores F1 {metrics['test_baseline_f1']:.1f} on the same "
+                       f"test questions.")
     elif task == "lm":
         out.append("A small recurrent language model: it scores and continues short texts; its continuations are "
                    "not fact-checked and reflect its training text.")

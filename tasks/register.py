@@ -34,6 +34,7 @@ from prefect import task
 
 from lowlm.evaluation.gate import CHALLENGER, CHAMPION, Verdict, decide, rematch
 from lowlm.evaluation.metrics import accuracy, macro_f1, score_texts
+from lowlm.evaluation.squad import squad_scores
 from lowlm.serving.pyfunc import TEXT_COLUMN, load, log_pyfunc
 from tasks._stage import Tracking, stage_run
 from tasks.champion import SETTLE_S, _upserted, aliases, crown, registry_uri
@@ -86,6 +87,9 @@ def _score(model_uri: str, corpus: dict, task: str, metric: str, bleu_tokenize: 
     if task == "seq2seq":
         generated = model.predict(pd.DataFrame({TEXT_COLUMN: test["source"]}))["generated"].tolist()
         return score_texts(metric, generated, test["target"].tolist(), bleu_tokenize)
+    if task == "qa":  # SQuAD's exact match or F1, in points
+        answers = model.predict(test[["context", "question"]])["answer"].tolist()
+        return squad_scores(answers, [list(a) for a in test["answers"]])[metric]
     if task == "lm":  # corpus perplexity: per predicted token over all the test texts
         scored = model.predict(pd.DataFrame({TEXT_COLUMN: test["text"]}))
         return math.exp(-scored["log_prob"].sum() / scored["tokens"].sum())
@@ -264,7 +268,10 @@ def register(corpus: dict, trained: dict, evaluation: dict, task: str, model_nam
                     "new": False, "reason": f"model digest {trained['digest']} is already version {version.version}"}
         ours = evaluation["metrics"][f"test_{metric}"]
         test = pd.read_parquet(corpus["splits"]["test"])
-        sample = test["source" if task == "seq2seq" else "text"].head(3).tolist()
+        if task == "qa":  # a reader's input is a record of context and question
+            sample = test[["context", "question"]].head(3).to_dict("records")
+        else:
+            sample = test["source" if task == "seq2seq" else "text"].head(3).tolist()
         info = _log_model(trained["model_dir"], sample, evaluation.get("decoding"))
         version = None
         try:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from lowlm.config import (CONFIGS_DIR, BagOfNgramsConfig, LanguageModelPipelineConfig, PipelineConfig, RNNAttentionConfig, Seq2SeqPipelineConfig,
-                          load_pipeline_config, pipeline_task)
+from lowlm.config import (CONFIGS_DIR, BagOfNgramsConfig, LanguageModelPipelineConfig, PipelineConfig, QAPipelineConfig,
+                          RNNAttentionConfig, Seq2SeqPipelineConfig, load_pipeline_config, pipeline_task)
 from lowlm.models.kinds import MODEL_KINDS, build_model, model_class
 
 
@@ -16,17 +16,17 @@ def test_every_preset_declares_its_task_and_validates(preset):
     config = load_pipeline_config(preset)
     assert config.task == task
     assert type(config) is {"classification": PipelineConfig, "seq2seq": Seq2SeqPipelineConfig,
-                            "lm": LanguageModelPipelineConfig}[task]
+                            "lm": LanguageModelPipelineConfig, "qa": QAPipelineConfig}[task]
     assert config.model.kind in MODEL_KINDS
 
 
 def test_a_preset_without_a_task_is_refused_with_the_choices(tmp_path):
     path = tmp_path / "mine.yaml"
     path.write_text("corpus: {path: data/sample/intents.csv}\n")
-    with pytest.raises(ValueError, match=r"mine\.yaml: no 'task' setting.*classification, seq2seq, lm"):
+    with pytest.raises(ValueError, match=r"mine\.yaml: no 'task' setting.*classification, seq2seq, lm, qa"):
         load_pipeline_config(path)
-    path.write_text("task: qa\ncorpus: {path: x.csv}\n")
-    with pytest.raises(ValueError, match="task 'qa' is not a kind of pipeline"):
+    path.write_text("task: ner\ncorpus: {path: x.csv}\n")
+    with pytest.raises(ValueError, match="task 'ner' is not a kind of pipeline"):
         load_pipeline_config(path)
 
 

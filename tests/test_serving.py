@@ -77,7 +77,10 @@ def test_bundles_load_by_their_recorded_kind(trained_sample, tmp_path):
         Translator.load(folder)
     meta = json.loads((folder / "bundle.json").read_text())
     (folder / "bundle.json").write_text(json.dumps({**meta, "kind": "reader"}))
-    with pytest.raises(BundleError, match="unknown bundle kind 'reader'"):
+    with pytest.raises(BundleError, match="a 'reader' bundle holds a 'reader' model, not 'rnn_attention'"):
+        load_bundle(folder)
+    (folder / "bundle.json").write_text(json.dumps({**meta, "kind": "oracle"}))
+    with pytest.raises(BundleError, match="unknown bundle kind 'oracle'"):
         load_bundle(folder)
 
 

@@ -3,7 +3,7 @@ pipeline config per ``task``. Prefect renders them as forms; YAML presets load i
 Nothing here runs code: it only validates.
 
     base       strict models and the config digest
-    data       corpora (labelled text, pairs)
+    data       corpora (labelled text, pairs, unlabelled text, SQuAD-format questions)
     models     one config per model kind, discriminated on ``kind``
     augment    the augmenter chain (noise, EDA, back-translation) and its sharding
     attack     the attack recipe, adversarial rows (generate, refresh), FGM/PGD/FreeLB, seq2seq source noise
@@ -16,7 +16,8 @@ from lowlm.config.base import _Pipeline, _Strict
 from lowlm.config.data import CorpusConfig, CorpusFormat, PairCorpusConfig
 from lowlm.config.models import (BagOfNgramsConfig, ClassifierConfig, ClassifierConfigAdapter, ModelConfig,
                                  RNNAttentionConfig, Seq2SeqModelConfig, TransformerConfig)
-from lowlm.config.pipelines import PIPELINES, LanguageModelPipelineConfig, PipelineConfig, Seq2SeqPipelineConfig
+from lowlm.config.pipelines import (PIPELINES, LanguageModelPipelineConfig, PipelineConfig, QAPipelineConfig,
+                                    Seq2SeqPipelineConfig)
 from lowlm.config.presets import (CONFIGS_DIR, declared_task, get_dotted, load_pipeline_config, parse_override,
                                   pipeline_task, read_preset, set_dotted)
 from lowlm.config.augment import AugmentConfig, ModelRef, PairAugmentConfig
@@ -26,7 +27,7 @@ from lowlm.config.stages import (AttackConfig, DecodeConfig, FewShotConfig, Pair
 __all__ = [
     "AttackConfig", "AugmentConfig", "BagOfNgramsConfig", "CONFIGS_DIR", "ClassifierConfig", "ClassifierConfigAdapter",
     "CorpusConfig", "CorpusFormat", "LanguageModelPipelineConfig", "DecodeConfig", "FewShotConfig", "ModelConfig", "ModelRef", "PIPELINES", "PairAugmentConfig",
-    "PairCorpusConfig", "PairTokenizerConfig", "PipelineConfig", "RNNAttentionConfig", "RegistryConfig",
+    "PairCorpusConfig", "PairTokenizerConfig", "PipelineConfig", "QAPipelineConfig", "RNNAttentionConfig", "RegistryConfig",
     "Seq2SeqModelConfig", "Seq2SeqPipelineConfig", "Seq2SeqRegistryConfig", "Seq2SeqTrainConfig", "TokenizerConfig",
     "TrainConfig", "TransformerConfig", "_Pipeline", "_Strict", "declared_task", "get_dotted", "load_pipeline_config", "parse_override",
     "pipeline_task", "read_preset", "set_dotted",

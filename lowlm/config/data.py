@@ -269,3 +269,45 @@ class TextCorpusConfig(_Strict):
     def _check(self) -> "TextCorpusConfig":
         _split_sizes(self)
         return self
+
+
+class QACorpusConfig(_Strict):
+    """Extractive question answering in SQuAD v1.1's JSON layout (``data`` -> ``paragraphs`` -> ``qas`` ->
+    ``answers``), split by article so that no paragraph is in two splits.
+
+    ``path``: one JSON file, or a folder whose ``*.json`` files are read in name order (articles numbered
+    on across files): new data is a new file. Splits: the 1-based article ranges ``train_articles``,
+    ``validation_articles`` and ``test_articles`` when given (all three; the last range may end at
+    ``null``, the last article, so that a new file's articles go to that split and the others stay as
+    they were), else a seeded shuffle of the articles cut by ``validation_size`` and ``test_size``
+    (fractions below 1 or counts of articles)."""
+
+    path: str = Field(description="A SQuAD-format JSON file, or a folder of them.")
+    encoding: str = "utf-8"
+    train_articles: tuple[int, int | None] | None = Field(
+        None, description="First and last article (1-based) to train on; last null: through the last article.")
+    validation_articles: tuple[int, int | None] | None = Field(None, description="Articles that select epochs "
+                                                                                 "and settings.")
+    test_articles: tuple[int, int | None] | None = Field(None, description="Articles reported on, once.")
+    validation_size: float | int = Field(0.1, gt=0, description="Without ranges: a fraction (<1) or count of articles.")
+    test_size: float | int = Field(0.2, gt=0, description="Without ranges: a fraction (<1) or count of articles.")
+    seed: int = 13
+
+    @model_validator(mode="after")
+    def _check(self) -> "QACorpusConfig":
+        _split_sizes(self)
+        ranges = {n: getattr(self, f"{n}_articles") for n in ("train", "validation", "test")}
+        given = [n for n, r in ranges.items() if r is not None]
+        if given and len(given) != 3:
+            raise ValueError(f"give train_articles, validation_articles and test_articles together, or none "
+                             f"(got only {', '.join(f'{n}_articles' for n in given)})")
+        if given:
+            for name, (first, last) in ranges.items():
+                if not 1 <= first <= (first if last is None else last):
+                    raise ValueError(f"{name}_articles: [first, last] with 1 <= first <= last, got [{first}, {last}]")
+            spans = sorted(ranges.values(), key=lambda r: r[0])
+            for (a, b), (c, d) in zip(spans, spans[1:]):
+                if b is None or c <= b:
+                    raise ValueError(f"article ranges overlap: [{a}, {b}] and [{c}, {d}]; a paragraph must be in "
+                                     f"one split only (only the last range may end at null)")
+        return self

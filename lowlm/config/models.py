@@ -100,6 +100,38 @@ class LanguageModelConfig(_Strict):
     dropout_output: float = Field(0.3, ge=0, lt=1, description="Locked, on the RNN output before the softmax.")
 
 
+class ReaderConfig(_Strict):
+    """Extractive QA: word embeddings (+ optional characters) and DrQA's token features -> BiGRU/BiLSTM
+    encoders for context and question -> BiDAF attention both ways (or DrQA's aligned question
+    embedding) -> modelling layer -> start and end pointers; the best span with start <= end and at most
+    ``max_answer_tokens`` tokens is the answer. Contexts longer than ``window`` tokens are read as
+    windows ``stride`` apart."""
+
+    kind: Literal["reader"] = "reader"
+    embedding_dim: int = Field(100, gt=0)
+    cell: Literal["gru", "lstm"] = "gru"
+    hidden_dim: int = Field(96, gt=0)
+    layers: int = Field(1, ge=1, le=3, description="Layers of each encoder.")
+    attention: Literal["bidaf", "aligned"] = Field(
+        "bidaf", description="bidaf: context-to-question and question-to-context attention, then a modelling "
+                             "BiRNN; aligned: DrQA's attention-weighted question embedding at the context's input "
+                             "and bilinear pointers over a pooled question vector.")
+    features: bool = Field(True, description="DrQA's per-token features: exact match with the question (as "
+                                             "written, lower-cased) and paragraph frequency.")
+    char_dim: int = Field(0, ge=0, description="Character-encoding size per word; 0 disables it.")
+    dropout: float = Field(0.2, ge=0, lt=1)
+    window: int = Field(400, ge=8, description="Longest context read at once, in tokens.")
+    stride: int = Field(128, gt=0, description="Tokens between the starts of a long context's windows.")
+    max_question_tokens: int = Field(64, gt=0)
+    max_answer_tokens: int = Field(15, gt=0, description="Longest answer span decoded (SQuAD: 15).")
+
+    @model_validator(mode="after")
+    def _stride_fits(self) -> "ReaderConfig":
+        if self.stride > self.window:
+            raise ValueError(f"stride {self.stride} is longer than window {self.window}: tokens would be skipped")
+        return self
+
+
 DEFAULT_CLASSIFIER = "rnn_attention"
 
 
@@ -115,5 +147,5 @@ ClassifierConfig = Annotated[
 ]
 ClassifierConfigAdapter = TypeAdapter(ClassifierConfig)
 ModelConfig = Annotated[Union[BagOfNgramsConfig, RNNAttentionConfig, TransformerConfig, Seq2SeqModelConfig,
-                              LanguageModelConfig],
+                              LanguageModelConfig, ReaderConfig],
                         Field(discriminator="kind")]

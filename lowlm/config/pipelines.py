@@ -11,13 +11,14 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from lowlm.config.base import _Pipeline
-from lowlm.config.data import CorpusConfig, PairCorpusConfig, TextCorpusConfig
-from lowlm.config.models import ClassifierConfig, LanguageModelConfig, RNNAttentionConfig, Seq2SeqModelConfig
+from lowlm.config.data import CorpusConfig, PairCorpusConfig, QACorpusConfig, TextCorpusConfig
+from lowlm.config.models import (ClassifierConfig, LanguageModelConfig, ReaderConfig, RNNAttentionConfig,
+                                 Seq2SeqModelConfig)
 from lowlm.config.attack import SourceNoiseConfig
 from lowlm.config.augment import AugmentConfig, PairAugmentConfig
 from lowlm.config.stages import (AttackConfig, CalibrationConfig, DecodeConfig, FewShotConfig, PairTokenizerConfig,
                                  LanguageModelRegistryConfig, LanguageModelTrainConfig, OptimizeConfig,
-                                 PretrainedConfig,
+                                 PretrainedConfig, QARegistryConfig, ReaderTrainConfig,
                                  RegistryConfig, Seq2SeqRegistryConfig, Seq2SeqTrainConfig, TokenizerConfig,
                                  TrainConfig)
 
@@ -152,5 +153,27 @@ class LanguageModelPipelineConfig(_Pipeline):
     work_dir: str = Field(".lowlm", description="Where stage outputs (splits, tokenizers, checkpoints) are kept.")
 
 
+class QAPipelineConfig(_Pipeline):
+    """Extractive question answering (SQuAD's task): one form in the Prefect UI, one YAML preset on disk."""
+
+    task: Literal["qa"] = Field("qa", description="The kind of pipeline (declared).")
+    name: str = Field("qa", description="The flow run's MLflow parent run name.")
+    experiment: str = Field("lowlm-qa", description="MLflow experiment the runs go to.")
+    corpus: QACorpusConfig = Field(description="SQuAD-format questions, split by article.")
+    tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig,
+                                       description="Word tokenizer fitted on the train contexts and questions "
+                                                   "(max_length is unused: model.window cuts contexts).")
+    model: ReaderConfig = Field(default_factory=ReaderConfig, description="The reader.")
+    train: ReaderTrainConfig = Field(default_factory=ReaderTrainConfig, description="The trainer's settings.")
+    registry: QARegistryConfig = Field(default_factory=QARegistryConfig, description="Registered model and its gate.")
+    work_dir: str = Field(".lowlm", description="Where stage outputs (splits, tokenizers, checkpoints) are kept.")
+
+    @model_validator(mode="after")
+    def _word_tokens(self) -> "QAPipelineConfig":
+        if self.tokenizer.kind == "char":
+            raise ValueError("tokenizer.kind char: a reader's features and spans are per word; use word or bpe")
+        return self
+
+
 PIPELINES: dict[str, type[_Pipeline]] = {"classification": PipelineConfig, "seq2seq": Seq2SeqPipelineConfig,
-                                         "lm": LanguageModelPipelineConfig}
+                                         "lm": LanguageModelPipelineConfig, "qa": QAPipelineConfig}

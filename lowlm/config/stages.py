@@ -132,6 +132,26 @@ class FewShotConfig(_Strict):
         return values
 
 
+class ReaderTrainConfig(TrainConfig):
+    """Training settings for an extractive reader; epochs are selected on validation F1 (or exact match)."""
+
+    epochs: int = Field(12, ge=1)
+    batch_size: int = Field(32, ge=1)
+    metric: Literal["f1", "exact_match"] = Field("f1", description="The SQuAD metric that selects the epoch.")
+
+    @field_validator("perturbation")
+    @classmethod
+    def _classifiers_only(cls, value: PerturbationConfig) -> PerturbationConfig:
+        if value.method != "none":
+            raise ValueError("perturbation: embedding-space adversarial training is for classifiers, not readers")
+        return value
+
+
+class QARegistryConfig(_Strict):
+    model_name: str = "lowlm-reader"
+    metric: Literal["f1", "exact_match"] = Field("f1", description="Test F1 or exact match (SQuAD's, in points).")
+
+
 class RegistryConfig(_Strict):
     model_name: str = "lowlm-classifier"
     metric: Literal["accuracy", "macro_f1"] = "accuracy"

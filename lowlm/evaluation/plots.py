@@ -100,6 +100,11 @@ def seq2seq_curves_figure(history: Sequence[dict], metric: str, title: str = "Tr
     return _curves(history, metrics, title, train_label="train loss (smoothed)")
 
 
+def qa_curves_figure(history: Sequence[dict], title: str = "Reader training"):
+    """Train and validation span loss beside the validation exact match and F1 (points), per epoch."""
+    return _curves(history, {"val_exact_match": "exact match", "val_f1": "F1"}, title, ylim=(0, 100))
+
+
 def lm_curves_figure(history: Sequence[dict], title: str = "Language model training"):
     """Train and validation loss per token beside the validation perplexity, per epoch."""
     return _curves(history, {"val_perplexity": "validation perplexity"}, title,

@@ -41,6 +41,7 @@ BUNDLE_KINDS = {
     "classifier": "lowlm.inference.classifier:TextClassifier",
     "translator": "lowlm.inference.translator:Translator",
     "language_model": "lowlm.inference.language_model:LanguageModelBundle",
+    "reader": "lowlm.inference.reader:QAReader",
 }
 
 
@@ -52,6 +53,8 @@ class Bundle:
     kind: ClassVar[str]
     tokenizer_files: ClassVar[dict[str, str]]  # file name in the folder -> attribute holding a Tokenizer
     serve_params: ClassVar[dict[str, Any]] = {}
+    input_columns: ClassVar[tuple[str, ...]] = ("text",)  # the pyfunc's string columns; more than one: serve
+    # takes a dict of column -> strings instead of a list of texts
     model: nn.Module
 
     # -- what a kind fills in --------------------------------------------------------------------
@@ -64,7 +67,8 @@ class Bundle:
         raise NotImplementedError
 
     def serve(self, texts: list[str], params: dict) -> dict[str, list]:
-        """The pyfunc's output columns for raw ``texts``."""
+        """The pyfunc's output columns for raw ``texts`` (or, with several ``input_columns``, for a dict of
+        column -> strings)."""
         raise NotImplementedError
 
     # -- shared ------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ MODEL_KINDS = {
     "transformer": "lowlm.models.transformer:TransformerClassifier",
     "seq2seq": "lowlm.models.seq2seq:Seq2Seq",
     "language_model": "lowlm.models.language_model:LanguageModel",
+    "reader": "lowlm.models.reader:Reader",
 }
 _CONFIG = TypeAdapter(ModelConfig)
 

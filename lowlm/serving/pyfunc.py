@@ -21,6 +21,10 @@ Input. The signature names one required string column, ``text``. MLflow enforces
   missing inputs ['text']"): pass ``pd.DataFrame({"text": texts})``, which older versions (logged
   with one unnamed column) take too.
 
+A reader (extractive QA) names two string columns instead, ``context`` and ``question``: a DataFrame
+with both, a list of ``{"context": ..., "question": ...}`` records or a dict of two lists
+(``model_columns``; errors name the column and the row).
+
 Limits, read from the environment when the model loads: at most ``LOWLM_MAX_ROWS`` rows per request
 (default 10,000) and ``LOWLM_MAX_CHARS`` characters per text (default 20,000). Over a limit is an
 error naming it; nothing is truncated.
@@ -117,6 +121,52 @@ def model_texts(model_input, max_rows: int = MAX_ROWS, max_chars: int = MAX_CHAR
     return texts
 
 
+def model_columns(model_input, columns: tuple[str, ...], max_rows: int = MAX_ROWS,
+                  max_chars: int = MAX_CHARS) -> dict[str, list[str]]:
+    """For a model of several string columns (a reader: ``context`` and ``question``): column -> strings,
+    from a DataFrame with those columns (others ignored), a list of records, or a dict of lists; or an
+    ``InputError`` naming the column and row.
+
+    >>> model_columns([{"context": "Paris is in France.", "question": "Where is Paris?"}], ("context", "question"))
+    {'context': ['Paris is in France.'], 'question': ['Where is Paris?']}
+    >>> model_columns(pd.DataFrame({"context": ["x"]}), ("context", "question"))
+    Traceback (most recent call last):
+    ...
+    lowlm.serving.pyfunc.InputError: expected the columns ['context', 'question']; got ['context'] (no 'question')
+    """
+    if isinstance(model_input, dict):
+        model_input = pd.DataFrame(model_input)
+    elif isinstance(model_input, (list, tuple)):
+        for i, row in enumerate(model_input):
+            if not isinstance(row, dict):
+                raise InputTypeError(f"input {i}: expected a record with {list(columns)}, got {type(row).__name__}")
+        model_input = pd.DataFrame.from_records(list(model_input), columns=None)
+    if not isinstance(model_input, pd.DataFrame):
+        raise InputTypeError(f"expected a DataFrame with the columns {list(columns)} or a list of records, "
+                             f"got {type(model_input).__name__}")
+    got = list(model_input.columns)
+    missing = [c for c in columns if got.count(c) != 1]
+    if missing:
+        raise InputError(f"expected the columns {list(columns)}; got {got[:20]} "
+                         f"({', '.join(f'no {c!r}' if c not in got else f'{c!r} twice' for c in missing)})")
+    if len(model_input) > max_rows:
+        raise InputError(f"{len(model_input)} rows in one request; this model answers at most {max_rows} "
+                         f"(LOWLM_MAX_ROWS); split the request")
+    out = {}
+    for column in columns:
+        try:
+            out[column] = check_texts(model_input[column].tolist())
+        except TypeError as exc:
+            raise InputTypeError(f"{column}, {exc}") from None
+        except ValueError as exc:
+            raise InputError(f"{column}, {exc}") from None
+        for i, text in enumerate(out[column]):
+            if len(text) > max_chars:
+                raise InputError(f"{column}, input {i}: {len(text)} characters; this model takes at most "
+                                 f"{max_chars} per text (LOWLM_MAX_CHARS)")
+    return out
+
+
 def _items(model_input) -> list:
     if isinstance(model_input, pd.DataFrame):
         columns = list(model_input.columns)
@@ -152,18 +202,23 @@ class LowlmPyfunc(PythonModel):
         self.bundle = load_bundle(context.artifacts["bundle"])
 
     def predict(self, context, model_input, params=None) -> pd.DataFrame:
-        texts = model_texts(model_input, self.max_rows, self.max_chars)
-        return pd.DataFrame(self.bundle.serve(texts, params or {}))
+        columns = self.bundle.input_columns
+        if columns == (TEXT_COLUMN,):
+            inputs = model_texts(model_input, self.max_rows, self.max_chars)
+        else:
+            inputs = model_columns(model_input, columns, self.max_rows, self.max_chars)
+        return pd.DataFrame(self.bundle.serve(inputs, params or {}))
 
 
-def log_pyfunc(folder: str | Path, name: str = "model", input_example: list[str] | None = None,
+def log_pyfunc(folder: str | Path, name: str = "model", input_example: list[str] | list[dict] | None = None,
                registered_model_name: str | None = None, param_defaults: dict | None = None):
     """Log a bundle folder (any kind ``load_bundle`` knows) as a pyfunc model.
 
-    Returns MLflow's ``ModelInfo``. The input signature is one named string column, ``text``; the
-    output signature comes from a real prediction on ``input_example`` (logged as a one-column
-    frame); the inference parameters are the bundle kind's ``serve_params``; requirements are the
-    project's pinned packages.
+    Returns MLflow's ``ModelInfo``. The input signature is the bundle kind's named string columns
+    (``text``; a reader's ``context`` and ``question``, whose ``input_example`` is a list of records);
+    the output signature comes from a real prediction on ``input_example`` (logged as a frame); the
+    inference parameters are the bundle kind's ``serve_params``; requirements are the project's
+    pinned packages.
     """
     folder = Path(folder)
     wrapper = LowlmPyfunc()
@@ -177,8 +232,13 @@ def log_pyfunc(folder: str | Path, name: str = "model", input_example: list[str]
         if defaults else None
     # a frame, not a list: MLflow validates the example against the named signature, and a list
     # becomes a frame whose one column is called 0
-    example = pd.DataFrame({TEXT_COLUMN: list(input_example or ["an example sentence"])})
-    signature = ModelSignature(inputs=Schema([ColSpec(DataType.string, TEXT_COLUMN)]),
+    columns = wrapper.bundle.input_columns
+    if columns == (TEXT_COLUMN,):
+        example = pd.DataFrame({TEXT_COLUMN: list(input_example or ["an example sentence"])})
+    else:
+        example = pd.DataFrame.from_records(list(input_example or [{c: f"an example {c}" for c in columns}]),
+                                            columns=list(columns))
+    signature = ModelSignature(inputs=Schema([ColSpec(DataType.string, c) for c in columns]),
                                outputs=infer_signature(example, wrapper.predict(None, example)).outputs,
                                params=params)
     return mlflow.pyfunc.log_model(
@@ -204,7 +264,9 @@ class TextModel:
     def predict(self, data, params=None) -> pd.DataFrame:
         if isinstance(data, str):
             data = [data]
-        if isinstance(data, (list, tuple, np.ndarray)) or (isinstance(data, pd.Series) and data.name != TEXT_COLUMN):
+        if isinstance(data, (list, tuple)) and data and all(isinstance(row, dict) for row in data):
+            data = pd.DataFrame.from_records(list(data))  # records: a reader's context and question
+        elif isinstance(data, (list, tuple, np.ndarray)) or (isinstance(data, pd.Series) and data.name != TEXT_COLUMN):
             data = pd.DataFrame({TEXT_COLUMN: pd.Series(list(data), dtype=object)})
         return self.model.predict(data, params=params)
 

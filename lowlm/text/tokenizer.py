@@ -150,6 +150,16 @@ class Tokenizer:
         """Encode many texts at once (the Rust backend runs them in parallel)."""
         return [enc.ids[: self.max_length] for enc in self.backend.encode_batch(list(texts))]
 
+    def encode_spans(self, texts: Sequence[str]) -> list[tuple[list[int], list[str], list[tuple[int, int]]]]:
+        """Per text, untruncated: ids, the normalised tokens and each token's character offsets in the
+        original text (extractive QA maps answers through them).
+
+        >>> tok = Tokenizer.train(["The cat sat."], kind="word")
+        >>> ids, tokens, offsets = tok.encode_spans(["The cat sat."])[0]; tokens, offsets[1]
+        (['the', 'cat', 'sat', '.'], (4, 7))
+        """
+        return [(enc.ids, enc.tokens, enc.offsets) for enc in self.backend.encode_batch(list(texts))]
+
     def stats(self, texts: Sequence[str]) -> dict[str, float]:
         """How this vocabulary fits ``texts``: size, mean and longest length (before truncation),
         share of unknown tokens, and how many texts ``max_length`` cuts.
