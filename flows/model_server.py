@@ -23,8 +23,9 @@ import sys
 MAX_BODY_ENV, MAX_BODY = "LOWLM_MAX_BODY_BYTES", 16 << 20
 
 
-def check_request(payload) -> str | None:
-    """Why a parsed JSON request cannot be answered, or None.
+def check_request(payload, columns: tuple[str, ...] = ("text",)) -> str | None:
+    """Why a parsed JSON request cannot be answered, or None. ``columns``: the model's string inputs (a
+    reader's ``context`` and ``question``: each item a record of both).
 
     >>> check_request({"inputs": ["ok", "fine"]}) is None
     True
@@ -32,9 +33,13 @@ def check_request(payload) -> str | None:
     'inputs[1]: expected a string, got null'
     >>> check_request({"instances": [{"text": 2.5}]})
     'instances[0].text: expected a string, got a number (2.5)'
+    >>> check_request({"inputs": [{"context": "c", "question": 3}]}, ("context", "question"))
+    'inputs[0].question: expected a string, got a number (3)'
     """
     if not isinstance(payload, dict):
         return None
+    if columns != ("text",):
+        return _check_records(payload, columns)
     for key in ("inputs", "instances"):
         items = payload.get(key)
         if items is None:
@@ -54,6 +59,22 @@ def check_request(payload) -> str | None:
     return None
 
 
+def _check_records(payload: dict, columns: tuple[str, ...]) -> str | None:
+    for key in ("inputs", "instances"):
+        items = payload.get(key)
+        if items is None or isinstance(items, dict):  # a dict of columns: the pyfunc checks it
+            continue
+        if not isinstance(items, list):
+            return f"{key}: expected a list of records with {', '.join(columns)}, got {_kind(items)}"
+        for i, item in enumerate(items):
+            if not isinstance(item, dict):
+                return f"{key}[{i}]: expected a record with {', '.join(columns)}, got {_kind(item)}"
+            for column in columns:
+                if not isinstance(item.get(column), str):
+                    return f"{key}[{i}].{column}: expected a string, got {_kind(item.get(column))}"
+    return None
+
+
 def _kind(value) -> str:
     if value is None:
         return "null"
@@ -67,8 +88,8 @@ def _kind(value) -> str:
 class RequestFront:
     """ASGI middleware: the checks above on POST /invocations, then the body replayed to MLflow's app."""
 
-    def __init__(self, app, max_body: int):
-        self.app, self.max_body = app, max_body
+    def __init__(self, app, max_body: int, columns: tuple[str, ...] = ("text",)):
+        self.app, self.max_body, self.columns = app, max_body, columns
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != "/invocations":
@@ -88,7 +109,7 @@ class RequestFront:
                                                 f"({MAX_BODY_ENV})")
         if b"json" in headers.get(b"content-type", b""):
             try:
-                why = check_request(json.loads(body))
+                why = check_request(json.loads(body), self.columns)
             except (ValueError, RecursionError):
                 why = None  # MLflow answers malformed JSON itself
             if why:
@@ -118,7 +139,9 @@ def build_app(model_uri: str):
     from mlflow.pyfunc import scoring_server
 
     max_body = int(os.environ.get(MAX_BODY_ENV) or MAX_BODY)
-    return RequestFront(scoring_server.init(mlflow.pyfunc.load_model(model_uri)), max_body)
+    model = mlflow.pyfunc.load_model(model_uri)
+    columns = tuple(model.metadata.get_input_schema().input_names())
+    return RequestFront(scoring_server.init(model), max_body, columns)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -321,3 +321,27 @@ def test_new_qa_data_is_ingested_and_retrained_and_an_unchanged_rerun_is_cached(
 def test_a_char_tokenizer_is_refused_for_a_reader():
     with pytest.raises(ValueError, match="a reader's features and spans are per word"):
         QAPipelineConfig(corpus={"path": "x"}, tokenizer={"kind": "char"})
+
+
+def test_the_served_reader_answers_json_records_and_refuses_a_bad_one(qa_run, tracking_uri, tmp_path):
+    from flows.servers import free_port, start_model_server
+    from tests.test_rest import post
+
+    server = start_model_server("models:/flow-qa@champion", free_port(), tmp_path / "logs", tracking_uri)
+    try:
+        server.wait(180)
+        record = {"context": "Greta Dorn was born in Pinehurst in 1918.", "question": "Where was Greta Dorn born?"}
+        status, body = post(server, {"dataframe_records": [record, record]})
+        assert status == 200, body
+        rows = body["predictions"]
+        assert len(rows) == 2 and rows[0]["answer"] == rows[1]["answer"]
+        assert rows[0]["score"] == pytest.approx(rows[1]["score"], abs=1e-5)
+        assert record["context"][rows[0]["start"]:rows[0]["end"]] == rows[0]["answer"]
+        status, body = post(server, {"inputs": [record]})
+        assert status == 200 and body["predictions"][0]["answer"] == rows[0]["answer"]
+        status, body = post(server, {"inputs": [{"context": "x", "question": None}]})
+        assert status == 400 and "inputs[0].question: expected a string, got null" in body["message"]
+        status, body = post(server, {"dataframe_records": [{"context": "x"}]})
+        assert status == 400 and "question" in body["message"]
+    finally:
+        server.stop()
