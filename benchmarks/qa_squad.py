@@ -15,6 +15,7 @@ same name and config is not run again); benchmarks/results/qa_squad.json holds t
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import time
@@ -35,13 +36,15 @@ from lowlm.evaluation.lexical import lexical_answers  # noqa: E402
 from lowlm.evaluation.squad import squad_scores  # noqa: E402
 from lowlm.text.tokenizer import Tokenizer  # noqa: E402
 from lowlm.training.reading import train_reader  # noqa: E402
-from lowlm.training.trainer import EpochMetrics  # noqa: E402
+from lowlm.training.trainer import Checkpoint, EpochMetrics  # noqa: E402
 from tasks.qa import _texts  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 
 
-def run(config) -> dict:
+def run(config, checkpoint: Path) -> dict:
+    """Train, read the test questions, score; ``checkpoint`` is written after every epoch, and a run
+    stopped part-way (a session's end) goes on from it when started again with the same config."""
     data = load_qa(config.corpus)
     t = config.tokenizer
     tok = Tokenizer.train(_texts(data.splits["train"]), kind=t.kind, vocab_size=t.vocab_size,
@@ -50,9 +53,13 @@ def run(config) -> dict:
                                                f"{m['val_f1']:.1f} loss {m['val_loss']:.3f} ({m['seconds']:.0f} s)",
                                                flush=True))
     start = time.perf_counter()
+    resume = str(checkpoint) if checkpoint.exists() else None
+    if resume:
+        print(f"  resuming from {checkpoint}", flush=True)
     reader, result, counts = train_reader(config.model, tok, data.splits["train"], data.splits["validation"],
-                                          config.train.model_copy(update={"progress": False}), callbacks=[show])
-    train_seconds = time.perf_counter() - start
+                                          config.train.model_copy(update={"progress": False}),
+                                          callbacks=[show, Checkpoint(checkpoint)], resume=resume)
+    train_seconds = result.seconds  # the trainer's clock: carried over a resume
     test = data.splits["test"]
     golds = [list(a) for a in test["answers"]]
     start = time.perf_counter()
@@ -90,7 +97,9 @@ def main(argv=None) -> int:
     key = {"name": args.name, "config": config.model_dump(mode="json")}
     if not any(r["name"] == key["name"] and r["config"] == key["config"] for r in runs):
         print(f"{args.name}: training on {config.corpus.path} ...", flush=True)
-        runs.append({**key, "threads": args.threads, **run(config)})
+        digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
+        checkpoint = ROOT / "benchmarks" / ".cache" / "qa_squad" / f"{args.name}-{digest}" / "checkpoint.pt"
+        runs.append({**key, "threads": args.threads, **run(config, checkpoint)})
         with log.open("a") as fh:
             fh.write(json.dumps(runs[-1]) + "\n")
     latest = {r["name"]: r for r in runs}
