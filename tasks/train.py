@@ -137,7 +137,8 @@ def train(corpus: dict, augmented: dict, tokenizer: dict, model: ClassifierConfi
         out = output_dir(work_dir, stage, key)
         saves, start = checkpointing(out, resume)
         result = train_classifier(net, train_batches, val_batches, len(labels), config,
-                                  callbacks=[log_epochs, *extra, *refresh, *saves], resume=start, param_groups=groups)
+                                  callbacks=[log_epochs, *extra, *refresh, *saves], resume=start, param_groups=groups,
+                                  words=tok.tokens())
         mlflow.log_metrics({"best_epoch": result.best_epoch, f"best_val_{config.metric}": result.best_metric,
                             "train_seconds": result.seconds, "stopped_early": int(result.stopped_early)})
         train_labels = encode_labels(pd.read_parquet(corpus["splits"]["train"])["label"], labels,

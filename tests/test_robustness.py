@@ -10,10 +10,10 @@ from pydantic import ValidationError
 
 from lowlm.config import TrainConfig
 from lowlm.config.attack import AttackConfig, CharAttackConfig, PerturbationConfig, RefreshConfig, WordAttackConfig
-from lowlm.robustness.attack import SKIPPED, SUCCEEDED, attack
+from lowlm.robustness.attack import SKIPPED, SUCCEEDED, Attacker, attack
 from lowlm.robustness.words import STOPWORDS, EmbeddingNeighbours, is_stopword, word_spans, wordnet_candidates
 from lowlm.text.batching import Batches
-from lowlm.training.adversarial import AdversarialRefresh, EmbeddingPerturbation
+from lowlm.training.adversarial import AdversarialRefresh, EmbeddingPerturbation, SubstitutionTable
 from lowlm.training.objectives import ClassificationObjective, train_classifier
 from lowlm.training.trainer import Trainer
 
@@ -66,6 +66,37 @@ def test_char_attack_edits_only_the_words_it_chose(trained_sample, test_rows):
         assert sorted((a.lower(), b) for a, b, _ in example.substitutions) == sorted((a.lower(), b.lower()) for a, b in changed)
         for old, new in changed:  # one swap of neighbouring letters, or one letter deleted
             assert sorted(new.lower()) == sorted(old.lower()) or len(new) == len(old) - 1
+
+
+def test_char_candidates_are_the_distinct_inputs_one_edit_reaches(trained_sample, test_rows):
+    clf = trained_sample["classifier"]
+    tok = clf.tokenizer
+    attacker = Attacker(clf, AttackConfig(method="char"))
+    word = next(w for w in tok.tokens() if w.isalpha() and len(w) == 4 and not is_stopword(w))
+    found = attacker._distinct_edits(word)
+    encodings = [tuple(tok.encode(w)) for w in found]
+    assert len(set(encodings)) == len(encodings) and tuple(tok.encode(word)) not in encodings
+    assert (tok.encode("qzxv")[0],) in encodings  # [UNK] once, for every edit the vocabulary lacks
+    vocabulary = set(tok.tokens())
+    reachable = {w for w in vocabulary if w != word and len(w) in (3, 4, 5) and w.isalpha()
+                 and _one_edit(word, w)}
+    assert reachable <= set(found)  # every vocabulary word one edit away is tried
+    assert len(found) <= 32
+    texts, labels = test_rows
+    run = attack(clf, texts, labels, AttackConfig(method="char"))
+    assert run.summary()["success_rate"] >= attack(
+        clf, texts, labels, AttackConfig(method="char", char=CharAttackConfig(positions="sampled"))).summary()[
+        "success_rate"] - 0.05
+
+
+def _one_edit(a: str, b: str) -> bool:
+    """Whether one swap, deletion, substitution or insertion turns ``a`` into ``b``."""
+    if len(a) == len(b):
+        diff = [i for i in range(len(a)) if a[i] != b[i]]
+        return len(diff) == 1 or (len(diff) == 2 and diff[1] == diff[0] + 1 and a[diff[0]] == b[diff[1]]
+                                   and a[diff[1]] == b[diff[0]])
+    short, long_ = sorted((a, b), key=len)
+    return len(long_) == len(short) + 1 and any(long_[:i] + long_[i + 1:] == short for i in range(len(long_)))
 
 
 def test_batched_attack_equals_one_query_at_a_time(trained_sample, test_rows):
@@ -122,7 +153,55 @@ def test_an_fgm_step_raises_the_loss_on_the_perturbed_input(trained_sample):
     assert trainer.objective.loss(model, batch, trainer.device).value.item() == pytest.approx(clean.item())  # unhooked
 
 
-@pytest.mark.parametrize("method", ["fgm", "pgd", "freelb"])
+def test_substitution_table_holds_what_an_attack_may_put_in_each_place(trained_sample):
+    tok = trained_sample["classifier"].tokenizer
+    words_ = tok.tokens()
+    weight = trained_sample["classifier"].model.embedding.weight
+    table = SubstitutionTable(words_, weight, synonyms=30, neighbours=5)
+    index = {w: i for i, w in enumerate(words_)}
+    neighbours = EmbeddingNeighbours(trained_sample["classifier"].model, tok)
+    checked = 0
+    for i, w in enumerate(words_):
+        row = [j for j in table.ids[i].tolist() if j >= 0]
+        assert row[0] == i and len(set(row)) == len(row)
+        if i <= 3 or not w.isalpha() or is_stopword(w):
+            assert row == [i]  # specials and stop words stay
+            continue
+        synonyms = {index[s] for s in wordnet_candidates(w, 30) if s in index}
+        near = {index[n] for n in neighbours.nearest(w, 5)}
+        assert set(row) == {i, 1} | synonyms | near  # itself, [UNK], WordNet in the vocabulary, nearest embeddings
+        checked += 1
+    assert checked > 50
+
+
+def test_an_ascc_step_raises_the_loss_within_the_substitutes(trained_sample):
+    clf = trained_sample["classifier"]
+    corpus = trained_sample["corpus"]
+    train = corpus.splits["train"]
+    batch = next(iter(Batches(clf.tokenizer.encode_batch(list(train["text"][:32])), list(train["label"][:32]), 32)))
+    model = clf.model.eval()
+    perturb = EmbeddingPerturbation(PerturbationConfig(method="ascc", alpha=3.0, steps=3), clf.tokenizer.tokens())
+    trainer = Trainer(model, ClassificationObjective(len(corpus.labels)), TrainConfig(progress=False), [perturb])
+    perturb.on_train_begin(trainer)
+    try:
+        clean = trainer.objective.loss(model, batch, trainer.device).value
+        adversarial = perturb.ascc_loss(trainer, batch)
+        weights = torch.softmax(perturb.logits, dim=-1)
+    finally:
+        perturb.on_train_end(trainer, None)
+        perturb.logits = None
+        model.zero_grad(set_to_none=True)
+    assert adversarial.item() > clean.item() + 1e-3
+    candidates = perturb.table.ids[batch.ids]
+    assert float(weights[candidates < 0].max()) < 1e-6  # no weight outside a word's substitutes
+    assert torch.allclose(weights.sum(-1), torch.ones(weights.shape[:-1]))
+    stop = torch.tensor([is_stopword(clf.tokenizer.id_to_token(int(t)) or "") for t in batch.ids.flatten()])
+    assert bool((weights[..., 0].flatten()[stop] > 1 - 1e-6).all())  # stop words keep themselves
+    with pytest.raises(ValueError, match="vocabulary"):
+        EmbeddingPerturbation(PerturbationConfig(method="ascc"))
+
+
+@pytest.mark.parametrize("method", ["fgm", "pgd", "freelb", "ascc"])
 def test_embedding_perturbation_trains(trained_sample, method):
     corpus, tok = trained_sample["corpus"], trained_sample["classifier"].tokenizer
     from lowlm.models.kinds import build_model
@@ -133,7 +212,7 @@ def test_embedding_perturbation_trains(trained_sample, method):
     train = Batches(enc, list(corpus.splits["train"]["label"]), 16, shuffle=True, seed=1)
     val = Batches(tok.encode_batch(list(corpus.splits["validation"]["text"])), list(corpus.splits["validation"]["label"]))
     config = TrainConfig(epochs=3, lr=3e-3, progress=False, perturbation=PerturbationConfig(method=method, steps=2))
-    result = train_classifier(model, train, val, len(corpus.labels), config)
+    result = train_classifier(model, train, val, len(corpus.labels), config, words=tok.tokens())
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
     assert not model.embedding._forward_hooks  # the hook is gone after training
 

@@ -45,7 +45,14 @@ class CharAttackConfig(_Strict):
     operations: list[Literal["swap", "substitute", "delete", "insert"]] = Field(
         default_factory=lambda: ["swap", "substitute", "delete", "insert"],
         description="Edits tried on a word: swap two neighbouring letters, substitute, delete or insert one.")
-    edits_per_operation: int = Field(3, ge=1, description="Seeded positions tried per operation and word.")
+    positions: Literal["all", "sampled"] = Field(
+        "all", description="all: every single edit of the word is considered, and of the edits the model reads "
+                           "alike (every out-of-vocabulary result is one [UNK] to a word tokenizer) one stands for "
+                           "all, so the candidates are the distinct inputs one edit reaches; sampled: "
+                           "edits_per_operation seeded positions per operation (DeepWordBug's random positions).")
+    edits_per_operation: int = Field(3, ge=1, description="sampled: seeded positions tried per operation and word.")
+    max_candidates: int = Field(32, ge=1, description="all: distinct inputs tried per word, at most (a seeded "
+                                                      "choice when one edit reaches more).")
 
     _some_operation = field_validator("operations")(
         lambda cls, value: _not_empty("operations", value, cls.model_fields))
@@ -105,11 +112,18 @@ class PerturbationConfig(_Strict):
     """Embedding-space adversarial training at every step: FGM (Miyato et al. 2017), PGD (Madry et al.),
     or FreeLB (Zhu et al. 2020); the perturbation is normalised per example over its embeddings."""
 
-    method: Literal["none", "fgm", "pgd", "freelb"] = "none"
-    epsilon: float = Field(1.0, gt=0, description="L2 radius of the perturbation, per example.")
-    alpha: float = Field(0.3, gt=0, description="PGD/FreeLB step size.")
-    steps: int = Field(3, ge=1, description="PGD/FreeLB ascent steps.")
-    weight: float = Field(1.0, gt=0, description="FGM/PGD: weight of the adversarial loss beside the clean one.")
+    method: Literal["none", "fgm", "pgd", "freelb", "ascc"] = Field(
+        "none", description="fgm, pgd, freelb: an L2 ball around the embeddings; ascc (Dong et al. 2021): each "
+                            "word's embedding replaced by the worst convex combination of the embeddings of the "
+                            "words an attack may put there (itself, [UNK], WordNet synonyms in the vocabulary, "
+                            "its nearest embeddings, recomputed every epoch); stop words stay.")
+    epsilon: float = Field(1.0, gt=0, description="fgm/pgd/freelb: L2 radius of the perturbation, per example.")
+    alpha: float = Field(0.3, gt=0, description="PGD/FreeLB step size; ascc: the step on each word's combination "
+                                                "logits (the gradient normalised per word).")
+    steps: int = Field(3, ge=1, description="PGD/FreeLB/ascc ascent steps.")
+    weight: float = Field(1.0, gt=0, description="FGM/PGD/ascc: weight of the adversarial loss beside the clean one.")
+    synonyms: int = Field(30, ge=0, description="ascc: WordNet synonyms per word, at most (those in the vocabulary).")
+    neighbours: int = Field(15, ge=0, description="ascc: nearest embeddings per word.")
 
 
 class SourceNoiseConfig(_Strict):

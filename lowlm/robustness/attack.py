@@ -8,8 +8,10 @@ DeepWordBug), or PWWS's softmax(importance) x the probability the word's best si
 kept, at most ``ceil(max_words_fraction * words)`` of them changed, TextAttack's MaxWordsPerturbed) are each replaced by the candidate that lowers
 the true class most, until the prediction flips or the query budget runs out; the last change
 allowed is made only where it flips the prediction. Candidates: WordNet synonyms and the model's own
-embedding neighbours (TextFooler/PWWS style), or DeepWordBug's character edits inside the word. A
-text scored once for an example is never scored (or counted) again.
+embedding neighbours (TextFooler/PWWS style), or DeepWordBug's character edits inside the word (every
+single edit, one per distinct input the model reads: to a word tokenizer, [UNK] or another word of its
+vocabulary; or DeepWordBug's seeded positions). A text scored once for an example is never scored (or
+counted) again.
 
 Each example's search is written top to bottom as a generator that yields the texts it wants scored;
 ``attack`` runs many of them in lockstep and scores everything they ask for in one batched forward
@@ -33,8 +35,8 @@ import torch
 from lowlm.config.attack import AttackConfig
 from lowlm.inference.classifier import TextClassifier
 from lowlm.text.batching import pad
-from lowlm.robustness.words import (EmbeddingNeighbours, char_edits, coarse_tags, delete, is_stopword, replace,
-                                    same_case, word_spans, wordnet_candidates)
+from lowlm.robustness.words import (EmbeddingNeighbours, all_char_edits, char_edits, coarse_tags, delete,
+                                    is_stopword, replace, same_case, word_spans, wordnet_candidates)
 
 SUCCEEDED, FAILED, SKIPPED, MISCLASSIFIED = "succeeded", "failed", "skipped", "misclassified"
 
@@ -151,6 +153,7 @@ class Attacker:
         self.classifier, self.config = classifier, config
         word = config.word
         self.neighbours = None
+        self._edits: dict[str, list[str]] = {}  # word -> its distinct single edits (char, positions "all")
         if config.method == "word":
             if "wordnet" in word.sources:
                 from lowlm.robustness.augment import check_wordnet
@@ -243,6 +246,8 @@ class Attacker:
         """(new word, source) pairs for ``word``, the constraints applied."""
         cfg = self.config
         if cfg.method == "char":
+            if cfg.char.positions == "all":
+                return [(w, "char") for w in self._distinct_edits(word.lower())]
             edits = char_edits(word.lower(), cfg.char.operations, cfg.char.edits_per_operation, rng)
             return [(w, "char") for w in edits]
         w, seen, out = cfg.word, {word.lower()}, []
@@ -257,6 +262,26 @@ class Attacker:
             out = [(new, s) for new, s in out
                    if (sim := self.neighbours.similarity(word, new)) is not None and sim >= w.min_similarity]
         return out
+
+    def _distinct_edits(self, word: str) -> list[str]:
+        """Single edits of ``word`` that the model reads differently from each other and from the word: of the
+        edits with one encoding, the first in a seeded shuffle stands for all (the shuffle, seeded by the word,
+        makes the choice the same in every example); at most ``max_candidates``."""
+        if word not in self._edits:
+            cfg = self.config
+            edits = all_char_edits(word, cfg.char.operations)
+            random.Random(f"{cfg.seed}-{word}").shuffle(edits)
+            tok = self.classifier.tokenizer
+            seen, out = {tuple(tok.encode(word))}, []
+            for new, ids in zip(edits, tok.encode_batch(edits)):
+                key = tuple(ids)
+                if key not in seen:
+                    seen.add(key)
+                    out.append(new)
+                    if len(out) == cfg.char.max_candidates:
+                        break
+            self._edits[word] = out
+        return self._edits[word]
 
     # -- answering what the searches ask ---------------------------------------------------------------
     def score(self, texts: list[str]) -> torch.Tensor:

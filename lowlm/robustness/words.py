@@ -111,6 +111,32 @@ def char_edits(word: str, operations: Sequence[str], per_operation: int, rng: ra
     return list(out)
 
 
+def all_char_edits(word: str, operations: Sequence[str]) -> list[str]:
+    """Every single edit of ``word`` by ``operations`` (DeepWordBug's four), each once, in a fixed order:
+    every neighbouring pair swapped, every letter deleted, every letter substituted by each other letter,
+    each letter inserted at every place; never the word itself.
+
+    >>> all_char_edits("ab", ["swap", "delete"])
+    ['ba', 'b', 'a']
+    """
+    letters = string.ascii_lowercase
+    n = len(word)
+    out: dict[str, None] = {}
+    for op in operations:
+        if op == "swap":
+            edits = (word[:i] + word[i + 1] + word[i] + word[i + 2:] for i in range(n - 1))
+        elif op == "delete":
+            edits = (word[:i] + word[i + 1:] for i in range(n)) if n > 1 else iter(())
+        elif op == "substitute":
+            edits = (word[:i] + c + word[i + 1:] for i in range(n) for c in letters if c != word[i].lower())
+        else:
+            edits = (word[:i] + c + word[i:] for i in range(n + 1) for c in letters)
+        for new in edits:
+            if new != word:
+                out[new] = None
+    return list(out)
+
+
 class EmbeddingNeighbours:
     """The attacked model's word embeddings, normalised: nearest vocabulary words by cosine, and the
     similarity of two words (None when the model does not know one of them)."""

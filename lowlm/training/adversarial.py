@@ -5,6 +5,9 @@
   FGM (one step of size ``epsilon``, Miyato et al. 2017), PGD (``steps`` ascent steps of ``alpha``
   projected onto the ``epsilon`` ball; the last one trains), or FreeLB (every ascent step trains, with
   weight 1/steps; Zhu et al. 2020). The perturbation is L2-normalised per example over its embeddings.
+  ASCC (Dong et al. 2021) replaces the L2 ball by the threat of a substitution attack: each word's
+  embedding becomes the worst convex combination (``steps`` ascent steps on its softmax logits) of the
+  embeddings of the words an attack may put in its place (``SubstitutionTable``).
 - ``AdversarialRefresh``: every N epochs after the clean ones, attack the model being trained on a
   fresh seeded sample of the training rows it can attack and train on the examples that fooled it
   (TextAttack's trainer); they replace the previous refresh's rows.
@@ -31,28 +34,104 @@ def _project(delta: torch.Tensor, epsilon: float) -> torch.Tensor:
     return delta * scale.view(-1, *([1] * (delta.dim() - 1)))
 
 
-class EmbeddingPerturbation(Callback):
-    """FGM, PGD or FreeLB on the model's ``embedding`` output (see the module docstring)."""
+NEG = -1e4  # the logit of a candidate slot that holds no word
 
-    def __init__(self, config: PerturbationConfig):
-        self.config = config
+
+class SubstitutionTable:
+    """For every vocabulary id, the ids an attack may put in its place, padded with -1: the word itself
+    first, then ``[UNK]`` (what an out-of-vocabulary synonym or a misspelling reads as), its WordNet
+    synonyms in the vocabulary, and its ``neighbours`` nearest embeddings (cosine, refreshed with
+    ``update_neighbours`` as the embeddings train). Stop words, specials and non-words keep only themselves.
+
+    >>> table = SubstitutionTable(words, weight, synonyms=30, neighbours=15)   # doctest: +SKIP
+    >>> table.ids[word_id]  # tensor([word_id, 1, synonym ids..., neighbour ids..., -1, ...])  # doctest: +SKIP
+    """
+
+    def __init__(self, words: Sequence[str], weight: torch.Tensor, synonyms: int, neighbours: int):
+        from lowlm.robustness.words import is_stopword, wordnet_candidates
+        from lowlm.text.tokenizer import UNK_ID
+
+        index = {w: i for i, w in enumerate(words)}
+        self.words, self.neighbours = list(words), neighbours
+        self.attackable = torch.tensor([i > 3 and w.isalpha() and not is_stopword(w) for i, w in enumerate(words)])
+        if synonyms and bool(self.attackable.any()):
+            from lowlm.robustness.augment import check_wordnet
+
+            check_wordnet()
+        fixed = []
+        for i, w in enumerate(self.words):
+            if not self.attackable[i]:
+                fixed.append([i])
+                continue
+            found = [index[s] for s in wordnet_candidates(w, synonyms) if s in index] if synonyms else []
+            fixed.append(list(dict.fromkeys([i, UNK_ID, *[j for j in found if j != i]])))
+        self.fixed = fixed
+        self.update_neighbours(weight)
+
+    def update_neighbours(self, weight: torch.Tensor) -> None:
+        """Recompute the nearest-embedding part of every row from ``weight`` (the model's word embeddings)."""
+        vocab = len(self.words)
+        near = [[] for _ in range(vocab)]
+        if self.neighbours:
+            unit = torch.nn.functional.normalize(weight.detach()[:vocab].float().cpu(), dim=1)
+            usable = torch.tensor([w.isalpha() for w in self.words])  # as the attack's neighbours: any word
+            rows = self.attackable.nonzero().flatten()
+            for chunk in rows.split(2048):
+                sims = unit[chunk] @ unit.T
+                sims[:, ~usable] = -2.0
+                sims[torch.arange(len(chunk)), chunk] = -2.0
+                top = torch.topk(sims, min(self.neighbours, vocab), dim=1)
+                for r, (idx, val) in zip(chunk.tolist(), zip(top.indices.tolist(), top.values.tolist())):
+                    near[r] = [j for j, v in zip(idx, val) if v > -2.0]
+        rows = [list(dict.fromkeys(f + n)) for f, n in zip(self.fixed, near)]
+        width = max(len(r) for r in rows)
+        self.ids = torch.full((vocab, width), -1, dtype=torch.long)
+        for i, r in enumerate(rows):
+            self.ids[i, : len(r)] = torch.tensor(r)
+
+
+class EmbeddingPerturbation(Callback):
+    """FGM, PGD, FreeLB or ASCC on the model's ``embedding`` output (see the module docstring); ASCC needs
+    ``words``, the vocabulary by id."""
+
+    def __init__(self, config: PerturbationConfig, words: Sequence[str] | None = None):
+        if config.method == "ascc" and words is None:
+            raise ValueError("perturbation ascc needs the vocabulary (words by id) to know each word's substitutes")
+        self.config, self.words = config, words
         self.delta: torch.Tensor | None = None
+        self.logits: torch.Tensor | None = None  # ASCC: (B, T, width) combination logits, when set
         self.output: torch.Tensor | None = None
+        self.ids: torch.Tensor | None = None
+        self.table: SubstitutionTable | None = None
         self.handle = None
 
     def _hook(self, module, inputs, output):
-        if self.delta is not None:
+        if self.logits is not None:  # ASCC: each word's embedding becomes a combination of its substitutes'
+            candidates = self.table.ids.to(output.device)[inputs[0]]  # (B, T, width)
+            weights = torch.softmax(self.logits, dim=-1)
+            rows = torch.nn.functional.embedding(candidates.clamp_min(0), module.weight, module.padding_idx)
+            output = (weights.unsqueeze(-1) * rows).sum(-2)
+        elif self.delta is not None:
             output = output + self.delta
         elif output.requires_grad:
             output.retain_grad()  # the clean pass's gradient is FGM's direction
-        self.output = output
+        self.output, self.ids = output, inputs[0]
         return output
 
     def on_train_begin(self, trainer):
         embedding = getattr(trainer.model, "embedding", None)
         if embedding is None:
             raise TypeError(f"{type(trainer.model).__name__} has no `embedding` to perturb")
+        if self.config.method == "ascc":
+            if not isinstance(embedding, torch.nn.Embedding):
+                raise TypeError(f"perturbation ascc needs one embedding per token; {type(trainer.model).__name__}'s "
+                                f"`embedding` is a {type(embedding).__name__}")
+            self.table = SubstitutionTable(self.words, embedding.weight, self.config.synonyms, self.config.neighbours)
         self.handle = embedding.register_forward_hook(self._hook)
+
+    def on_epoch_begin(self, trainer, epoch):
+        if self.table is not None and epoch > 1:  # the nearest embeddings move as the embeddings train
+            self.table.update_neighbours(trainer.model.embedding.weight)
 
     def on_train_end(self, trainer, result):
         if self.handle is not None:
@@ -74,9 +153,28 @@ class EmbeddingPerturbation(Callback):
         finally:
             self.delta = None
 
+    def ascc_loss(self, trainer, batch) -> torch.Tensor:
+        """The loss with every word at the worst combination of its substitutes found in ``steps`` ascent
+        steps from their average (call after the clean pass, which recorded the ids)."""
+        cfg = self.config
+        candidates = self.table.ids.to(self.ids.device)[self.ids]
+        logits = torch.where(candidates >= 0, 0.0, NEG)
+        for _ in range(cfg.steps):
+            logits.requires_grad_(True)
+            self.logits = logits
+            (grad,) = torch.autograd.grad(self._loss(trainer, batch), logits)
+            grad = grad / grad.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+            logits = torch.where(candidates >= 0, logits.detach() + cfg.alpha * grad, NEG)
+        self.logits = logits
+        return self._loss(trainer, batch)
+
     def on_backward(self, trainer, batch):
         cfg = self.config
         try:
+            if cfg.method == "ascc":
+                if self.ids is not None:
+                    (cfg.weight * self.ascc_loss(trainer, batch)).backward()
+                return
             if cfg.method == "fgm":
                 loss = self.fgm_loss(trainer, batch)
                 if loss is not None:
@@ -101,8 +199,8 @@ class EmbeddingPerturbation(Callback):
                 self.delta = delta
                 (cfg.weight * self._loss(trainer, batch)).backward()
         finally:
-            self.delta = None
-            self.output = None
+            self.delta = self.logits = None
+            self.output = self.ids = None
 
 
 class AdversarialRefresh(Callback):

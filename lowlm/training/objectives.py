@@ -140,9 +140,10 @@ class LanguageModelObjective:
 
 
 def train_classifier(model: nn.Module, train, validation, num_labels: int, config, callbacks=(),
-                     trainable=None, resume=None, param_groups=None):
+                     trainable=None, resume=None, param_groups=None, words=None):
     """The trainer with the classification objective: ``model`` ends with its best validation epoch;
-    ``config.perturbation`` adds embedding-space adversarial training.
+    ``config.perturbation`` adds embedding-space adversarial training (ASCC needs ``words``, the
+    vocabulary by id).
 
     >>> train_classifier(net, train_batches, val_batches, 4, TrainConfig(epochs=3))   # doctest: +SKIP
     """
@@ -150,7 +151,7 @@ def train_classifier(model: nn.Module, train, validation, num_labels: int, confi
     if config.perturbation.method != "none":  # FGM, PGD or FreeLB at every step
         from lowlm.training.adversarial import EmbeddingPerturbation
 
-        callbacks = [*callbacks, EmbeddingPerturbation(config.perturbation)]
+        callbacks = [*callbacks, EmbeddingPerturbation(config.perturbation, words)]
     return Trainer(model, objective, config, callbacks, param_groups=param_groups,
                    trainable=trainable).fit(train, validation, resume=resume)
 
