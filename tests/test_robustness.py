@@ -131,6 +131,11 @@ def test_attack_settings_outside_their_range_are_config_errors():
     with pytest.raises(ValidationError, match="sources"):
         WordAttackConfig(sources=[])
     assert "the" in STOPWORDS and "film" not in STOPWORDS
+    from lowlm.config import load_pipeline_config
+
+    with pytest.raises(ValueError, match="bag of n-grams pools"):
+        load_pipeline_config("sample", {"model.kind": "bag_of_ngrams", "train.perturbation.method": "ascc"})
+    assert load_pipeline_config("sample", {"train.perturbation.method": "ascc"}).train.perturbation.method == "ascc"
 
 
 def test_an_fgm_step_raises_the_loss_on_the_perturbed_input(trained_sample):

@@ -77,6 +77,14 @@ class PipelineConfig(_Pipeline):
         return self
 
     @model_validator(mode="after")
+    def _ascc_needs_an_embedding_per_token(self) -> "PipelineConfig":
+        if self.train.perturbation.method == "ascc" and self.model.kind == "bag_of_ngrams":
+            raise ValueError("train.perturbation.method ascc combines each token's substitutes' embeddings, and a "
+                             "bag of n-grams pools its tokens first: use fgm, pgd or freelb for model.kind "
+                             "bag_of_ngrams")
+        return self
+
+    @model_validator(mode="after")
     def _bag_of_ngrams_trains_with_its_own_defaults(self) -> "PipelineConfig":
         """A bag of n-grams learns with far larger steps than a recurrent model: the ``train`` settings a
         config leaves unset take ``BAG_TRAIN_DEFAULTS`` (chosen on validation across SST-2, TREC-6 and
