@@ -10,36 +10,26 @@ pipeline first (its stages are cached like any other; it registers its model), t
 version it registered.
 
 The runner is ``augment.runner`` (``thread``: Prefect's ``ThreadPoolTaskRunner`` with
-``augment.workers`` threads). Shard i is seeded by ``augment.seed`` and i, so the rows and their
-digest do not depend on the runner or on how many shards run at once.
+``augment.workers`` threads; ``dask``: Dask workers, see ``flows.runners``). Shard i is seeded by
+``augment.seed`` and i, so the rows and their digest do not depend on the runner or on how many
+shards run at once.
 """
 
 from __future__ import annotations
 
 import sys
-from contextlib import contextmanager
 
 from prefect.futures import as_completed
-from prefect.task_runners import ThreadPoolTaskRunner
 
 from lowlm.config import load_pipeline_config
 from lowlm.config.augment import BackTranslationAugmenter, ModelRef, TaggedBackTranslation
 from lowlm.data.corpus import files_fingerprint
 from lowlm.robustness.augment import augmenter_names, shards
 from lowlm.robustness.backtranslation import check_chain
+from flows.runners import task_runner
 from tasks._cache import WorkFolder
 from tasks.augment import BT, augment, augment_pairs, augment_shard, ingest_monolingual
 from tasks.translators import TranslatorRefError, fetch_translator
-
-
-@contextmanager
-def task_runner(config):
-    """The task runner ``config.runner`` names, started (the one place later runners are added)."""
-    if config.runner == "thread":
-        with ThreadPoolTaskRunner(max_workers=config.workers) as runner:
-            yield runner
-    else:  # pragma: no cover - the config's Literal admits only what is built here
-        raise ValueError(f"unknown task runner {config.runner!r}")
 
 
 def map_shards(task, parameters: list[dict], config, what: str = "augment") -> list[dict]:

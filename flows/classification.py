@@ -25,6 +25,7 @@ from lowlm.config import PipelineConfig, TrainConfig
 from lowlm.config.attack import PerturbationConfig
 from lowlm.data.corpus import corpus_fingerprint
 from flows.augmenting import augment_split, classification_translators, map_shards
+from flows.runners import check_runners
 from flows.runtime import guard_api_run
 from tasks._cache import WorkFolder
 from tasks._stage import pipeline_run, tracking_uri
@@ -44,6 +45,8 @@ from tasks.train import train
 def classification(config: PipelineConfig, resume: bool = False) -> dict:
     """Train, evaluate and register a text classifier from one pipeline config."""
     guard_api_run(config)  # a run started through the API reads and writes only where its deployment allows
+    check_runners(config.augment if config.augment.enabled else None,
+                  config.fewshot if config.fewshot.enabled else None)  # a named Dask scheduler answers, now
     work = WorkFolder(config.work_dir)  # stage outputs and their cached results live here
     translators = classification_translators(config, work, tracking_uri())  # one version each, checked now
     champion = attack_target(config, work)  # the version to attack, resolved now (None: a probe)

@@ -21,6 +21,7 @@ from lowlm.config import Seq2SeqPipelineConfig
 from lowlm.data.pairs import pairs_fingerprint
 from lowlm.text.tokenizer import BT_TAG
 from flows.augmenting import augment_pair_split, seq2seq_translators
+from flows.runners import check_runners
 from flows.runtime import guard_api_run
 from tasks._cache import WorkFolder
 from tasks._stage import pipeline_run, tracking_uri
@@ -38,6 +39,7 @@ from tasks.train import train_seq2seq
 def seq2seq(config: Seq2SeqPipelineConfig, resume: bool = False) -> dict:
     """Train, evaluate and register an attention encoder-decoder from one pipeline config."""
     guard_api_run(config)  # a run started through the API reads and writes only where its deployment allows
+    check_runners(config.augment if config.augment.enabled else None)  # a named Dask scheduler answers, now
     work = WorkFolder(config.work_dir)  # stage outputs and their cached results live here
     translators = seq2seq_translators(config, work, tracking_uri())  # the reverse model: one version, checked now
     lm = None  # the language model the encoder starts from: one version, checked against the model config now

@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import Field, model_validator
 
 from lowlm.config.base import _Strict
+from lowlm.config.runner import Runner
 
 NOISE_KINDS = ("synonym", "random_swap", "random_delete", "random_insert", "spelling", "keyboard")
 
@@ -109,9 +110,7 @@ class TaggedBackTranslation(BackTranslationAugmenter):
 AugmenterConfig = Annotated[Union[NoiseAugmenter, EdaAugmenter, BackTranslationAugmenter], Field(discriminator="kind")]
 
 
-class _Sharding(_Strict):
-    runner: Literal["thread"] = Field("thread", description="Prefect task runner the shards are mapped over.")
-    workers: int = Field(2, ge=1, description="Shards run at once.")
+class _Sharding(Runner):
     shard_rows: int = Field(500, ge=1, description="Source rows per shard; shard i is seeded by seed and i, so the "
                                                     "rows do not depend on the runner or the workers.")
     seed: int = 13

@@ -10,6 +10,7 @@ from pydantic import Field, field_validator
 from lowlm.config.attack import AttackConfig, PerturbationConfig  # noqa: F401 (AttackConfig: re-exported)
 from lowlm.config.base import _Strict
 from lowlm.config.data import CorpusConfig
+from lowlm.config.runner import Runner
 
 
 class TokenizerConfig(_Strict):
@@ -104,7 +105,7 @@ class FineTuneConfig(_Strict):
                                                              "gradual_unfreezing).")
 
 
-class FewShotConfig(_Strict):
+class FewShotConfig(Runner):
     """Transfer to a second task: a grid of k x seeds x strategies, each fine-tuned on k examples per class,
     run in parallel on the task runner; the best strategy (validation accuracy at the largest k, mean over
     seeds) is registered as its own model."""
@@ -119,8 +120,6 @@ class FewShotConfig(_Strict):
         "ULMFiT (discriminative rates, slanted triangular schedule, one more layer group each epoch); full: every "
         "weight at once; scratch: the same architecture from random weights (the baseline)."))
     finetune: FineTuneConfig = Field(default_factory=FineTuneConfig)
-    runner: Literal["thread"] = Field("thread", description="Prefect task runner the grid is mapped over.")
-    workers: int = Field(2, ge=1, description="Grid cells run at once.")
     model_name: str | None = Field(None, description="Registered model of the chosen few-shot model; None: the "
                                                      "pipeline's registry.model_name + '-fewshot'.")
 

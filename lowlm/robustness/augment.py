@@ -27,6 +27,7 @@ import random
 import re
 import threading
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -34,7 +35,8 @@ import numpy as np
 
 from lowlm.config.augment import BackTranslationAugmenter, EdaAugmenter, NoiseAugmenter  # noqa: F401 (doctest)
 
-# nlpaug draws from the global generators of random and numpy: one shard at a time seeds and uses them
+# nlpaug draws from the generators its modules hold (``random`` and ``numpy.random``): one shard at a time
+# points them at generators of its own (``shard_generators``)
 _GLOBAL_RNG = threading.Lock()
 WORDNET_RESOURCES = ("corpora/wordnet.zip", "taggers/averaged_perceptron_tagger_eng.zip")
 EDA_OPERATIONS = ("synonym", "random_insert", "random_swap", "random_delete")
@@ -73,6 +75,39 @@ def wordnet_synonyms(word: str) -> list[str]:
     return list(seen)
 
 
+class _NumpyWith:
+    """numpy, with ``random`` replaced by one seeded ``RandomState`` (what nlpaug's modules see as ``np``)."""
+
+    def __init__(self, generator: np.random.RandomState):
+        self.random = generator
+
+    def __getattr__(self, name):
+        return getattr(np, name)
+
+
+_SHARD = threading.local()  # the generator of the shard running now (SynonymInsertAug draws from it)
+
+
+@contextmanager
+def shard_generators(seed: int):
+    """While a shard runs (holding ``_GLOBAL_RNG``), nlpaug's draws come from ``random.Random(seed)`` and
+    ``numpy.random.RandomState(seed)``: the streams of ``random.seed(seed)`` and ``numpy.random.seed(seed)``,
+    but private, so another thread of the process (a Dask worker's event loop, a Prefect client) that draws
+    from the global generators in the meantime changes nothing."""
+    import nlpaug.base_augmenter as base
+    import nlpaug.model.base_model as model
+
+    py, npy = random.Random(seed), np.random.RandomState(seed % 2**32)
+    saved = base.random, base.np, model.np
+    base.random, base.np, model.np = py, _NumpyWith(npy), _NumpyWith(npy)
+    _SHARD.random = py
+    try:
+        yield
+    finally:
+        base.random, base.np, model.np = saved
+        _SHARD.random = None
+
+
 def _synonym_insert_class():
     from nlpaug.augmenter.word import WordAugmenter
     from nlpaug.util import Action
@@ -91,9 +126,10 @@ def _synonym_insert_class():
             n = max(1, int(self.aug_p * len(words)))
             for _ in range(n):
                 for _ in range(10):  # EDA tries ten words for one that has a synonym
-                    synonyms = wordnet_synonyms(random.choice(words))
+                    draw = getattr(_SHARD, "random", None) or random
+                    synonyms = wordnet_synonyms(draw.choice(words))
                     if synonyms:
-                        words.insert(random.randint(0, len(words)), random.choice(synonyms))
+                        words.insert(draw.randint(0, len(words)), draw.choice(synonyms))
                         break
             return self.reverse_tokenizer(words)
 
@@ -199,11 +235,10 @@ def augment_shard(texts: Sequence[str], rows: Sequence[int], augmenters: Sequenc
         with _GLOBAL_RNG:
             for op_index, (op, p) in enumerate(plan):
                 augmenter = noise_op(op, p)  # built before seeding: building may draw random numbers
-                random.seed(shard_seed * 7 + op_index)
-                np.random.seed((shard_seed * 7 + op_index) % 2**32)
                 picked = [i for i, o in enumerate(chosen) if o == op]
-                for i, new in zip(picked, _run_nlpaug(augmenter, [jobs[i][1] for i in picked])):
-                    results[i] = new
+                with shard_generators(shard_seed * 7 + op_index):
+                    for i, new in zip(picked, _run_nlpaug(augmenter, [jobs[i][1] for i in picked])):
+                        results[i] = new
         out += [NewRow(r, name, results[i]) for i, (r, _, _) in enumerate(jobs)]
     return out
 
