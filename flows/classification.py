@@ -48,11 +48,7 @@ def classification(config: PipelineConfig, resume: bool = False) -> dict:
     check_runners(config.augment if config.augment.enabled else None,
                   config.fewshot if config.fewshot.enabled else None)  # a named Dask scheduler answers, now
     work = WorkFolder(config.work_dir)  # stage outputs and their cached results live here
-    translators = classification_translators(config, work, tracking_uri())  # one version each, checked now
-    champion = attack_target(config, work)  # the version to attack, resolved now (None: a probe)
-    lm = None  # the language model the encoder starts from: one version, checked against the model config now
-    if config.pretrained is not None:
-        lm = fetch_language_model(config.pretrained.uri, work.path, tracking_uri(), config.model)
+    resolved = resolve_inputs(config, work)
     with pipeline_run("classification", config) as tracking:
 
         corpus = work(ingest)(config.corpus, work.path, tracking, fingerprint=corpus_fingerprint(config.corpus))
@@ -61,30 +57,15 @@ def classification(config: PipelineConfig, resume: bool = False) -> dict:
             target = work(ingest.with_options(name="ingest-fewshot"))(
                 config.fewshot.corpus, work.path, tracking, stage="ingest-fewshot",
                 fingerprint=corpus_fingerprint(config.fewshot.corpus))
-        vocab = (work(pretrained_tokenizer)(corpus, lm, tracking) if lm is not None
-                 else work(tokenize)(corpus, config.tokenizer, work.path, tracking))
-        train_split = augment_split(corpus, config.augment, work, tracking, translators)
-        if config.attack.generate.enabled:
-            victim = victim_of(champion, corpus, work) or work(train.with_options(name="probe"))(
-                corpus, train_split, vocab, config.model, probe_settings(config), work.path, tracking, stage="probe")
-            train_split = work(adversarial)(corpus, train_split, victim, config.attack, work.path, tracking)
+        vocab, train_split = training_data(corpus, config, work, tracking, resolved)
         refresh = config.attack if config.attack.refresh.every else None
-        start = {} if lm is None else {"pretrained": lm, "unfreeze": config.pretrained.unfreeze,
-                                       "lr_decay": config.pretrained.lr_decay}
         trained = work(train)(corpus, train_split, vocab, config.model, config.train, work.path, tracking,
-                              resume=resume, calibration=config.calibration, attack=refresh, **start)
+                              resume=resume, calibration=config.calibration, attack=refresh,
+                              **start_from(config, resolved))
         transfer = None
         if target is not None:
             transfer = fewshot_grid(target, trained, config, work, tracking)
-        evaluation = work(evaluate)(corpus, trained, tracking)
-        robust = work(robustness)(corpus, trained, config.attack, tracking)
-        evaluation = {**evaluation, "metrics": {**evaluation["metrics"], **robust["metrics"]},
-                      "robustness": robust.get("summary")}
-        digests = {**corpus["digests"], "content": corpus["content_digest"], "train_augmented": train_split["digest"]}
-        registered = register(corpus, trained, evaluation, config.task, config.registry.model_name,
-                              config.registry.metric, config.digest(), digests, tracking,
-                              min_attacked_accuracy=config.registry.min_attacked_accuracy,
-                              attacked=train_split.get("attacked"), config=config.model_dump(mode="json"))
+        evaluation, registered = evaluate_and_register(corpus, train_split, trained, config, work, tracking)
 
         if config.optimize.enabled:  # int8 and pruned variants of a new champion, registered beside it
             optimize(corpus, trained, evaluation, registered, config.optimize, config.task, config.registry.metric,
@@ -101,6 +82,53 @@ def classification(config: PipelineConfig, resume: bool = False) -> dict:
         if transfer:
             result["fewshot_model"] = transfer["registered"]
         return result
+
+
+def resolve_inputs(config: PipelineConfig, work: WorkFolder) -> dict:
+    """What the run uses from the registry, resolved to one version each and checked before any work:
+    back-translation models, the champion to attack (None: a probe), the language model to start from."""
+    translators = classification_translators(config, work, tracking_uri())
+    champion = attack_target(config, work)
+    lm = None  # checked against the model config now
+    if config.pretrained is not None:
+        lm = fetch_language_model(config.pretrained.uri, work.path, tracking_uri(), config.model)
+    return {"translators": translators, "champion": champion, "lm": lm}
+
+
+def training_data(corpus: dict, config: PipelineConfig, work: WorkFolder, tracking, resolved: dict) -> tuple:
+    """(tokenizer, training rows): tokenize (or the language model's vocabulary), augment in shards, then
+    the adversarial rows that fooled the champion or a probe."""
+    lm = resolved["lm"]
+    vocab = (work(pretrained_tokenizer)(corpus, lm, tracking) if lm is not None
+             else work(tokenize)(corpus, config.tokenizer, work.path, tracking))
+    train_split = augment_split(corpus, config.augment, work, tracking, resolved["translators"])
+    if config.attack.generate.enabled:
+        victim = victim_of(resolved["champion"], corpus, work) or work(train.with_options(name="probe"))(
+            corpus, train_split, vocab, config.model, probe_settings(config), work.path, tracking, stage="probe")
+        train_split = work(adversarial)(corpus, train_split, victim, config.attack, work.path, tracking)
+    return vocab, train_split
+
+
+def start_from(config: PipelineConfig, resolved: dict) -> dict:
+    """The train stage's arguments for starting from a language model (none when training from scratch)."""
+    lm = resolved["lm"]
+    return {} if lm is None else {"pretrained": lm, "unfreeze": config.pretrained.unfreeze,
+                                  "lr_decay": config.pretrained.lr_decay}
+
+
+def evaluate_and_register(corpus: dict, train_split: dict, trained: dict, config: PipelineConfig, work: WorkFolder,
+                          tracking) -> tuple[dict, dict]:
+    """Test metrics (clean and under the attack), then the registry's gate: (evaluation, registered)."""
+    evaluation = work(evaluate)(corpus, trained, tracking)
+    robust = work(robustness)(corpus, trained, config.attack, tracking)
+    evaluation = {**evaluation, "metrics": {**evaluation["metrics"], **robust["metrics"]},
+                  "robustness": robust.get("summary")}
+    digests = {**corpus["digests"], "content": corpus["content_digest"], "train_augmented": train_split["digest"]}
+    registered = register(corpus, trained, evaluation, config.task, config.registry.model_name,
+                          config.registry.metric, config.digest(), digests, tracking,
+                          min_attacked_accuracy=config.registry.min_attacked_accuracy,
+                          attacked=train_split.get("attacked"), config=config.model_dump(mode="json"))
+    return evaluation, registered
 
 
 def fewshot_grid(target: dict, base: dict, config: PipelineConfig, work: WorkFolder, tracking) -> dict:

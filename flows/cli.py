@@ -180,6 +180,16 @@ def _run_here(config, resume: bool = False) -> int:
 
     Exit code 0 done, 2 when the run stopped on bad input (corpus, bundle, model URI), 1 when the job
     itself failed; either way one ``error:`` line, the full traceback in the run's log file."""
+    from flows.pipelines import FLOWS
+
+    result, uri = _run_flow(lambda: FLOWS[config.task](config, resume=resume, return_state=True))
+    _report(config, result, uri)
+    return 0
+
+
+def _run_flow(start) -> tuple[dict, str]:
+    """Start a flow in this process (``start()`` returns its final state) against the checked MLflow store
+    and Prefect API; (its result, the store's URI), or one ``error:`` line and the exit code."""
     uri = _tracking_uri()
     _fail_stale_runs(uri)
     url = _use_running_prefect()
@@ -190,12 +200,10 @@ def _run_here(config, resume: bool = False) -> int:
             fail(f"the Prefect API at {url} (PREFECT_API_URL) does not answer; start it (`lowlm ui`) or unset "
                  f"PREFECT_API_URL to use a temporary one", 1)
         typer.echo(f"using the Prefect server at {url}")
-    from flows.pipelines import FLOWS, headline
-
     log = _log_tracebacks_to_file()
 
     try:
-        state = FLOWS[config.task](config, resume=resume, return_state=True)
+        state = start()
     except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM, SIGHUP: the runs have ended FAILED on the way out
         fail(f"{exc or 'interrupted'}: the MLflow runs ended FAILED; `lowlm run --resume` continues the training "
              f"from its last checkpoint (log: {log})", 130)
@@ -205,7 +213,13 @@ def _run_here(config, resume: bool = False) -> int:
         except Exception as exc:  # the stage's own message names the file, row or field
             fail(f"the pipeline failed: {describe_failure(exc)} (full traceback in {log})", exit_code(exc))
         fail(f"the pipeline ended {state.name}: {state.message} (log: {log})", 1)
-    result = state.result()
+    return state.result(), uri
+
+
+def _report(config, result: dict, uri: str) -> None:
+    """The headline test metrics, the registered version and how to load and browse it."""
+    from flows.pipelines import headline
+
     model = result["model"]
     typer.echo("\n" + "=" * 72)
     typer.echo(headline(config.task, result["metrics"]))
@@ -219,7 +233,42 @@ def _run_here(config, resume: bool = False) -> int:
     from flows.runtime import mask
 
     typer.echo(f"browse:   .venv/bin/mlflow ui --backend-store-uri {mask(uri)} --host 127.0.0.1 --port 5000")
-    return 0
+
+
+@app.command()
+def sweep(preset: Annotated[str, typer.Argument(help="classification preset name under configs/ or a YAML path")],
+          trials: Annotated[Optional[int], typer.Option(help="finished trials the study should hold (default 16)")]
+          = None,
+          space: Annotated[Optional[Path], typer.Option(
+              help="YAML: space (key -> {low, high, log, type} or {choices}) and sweep settings")] = None,
+          workers: Annotated[Optional[int], typer.Option(help="trials at once (default 1)")] = None,
+          runner: Annotated[Optional[str], typer.Option(help="thread (default) or dask")] = None,
+          address: Annotated[Optional[str], typer.Option(help="dask: a running scheduler, tcp://host:8786")] = None,
+          study: Annotated[Optional[str], typer.Option(help="Optuna study name (default: from preset and space)")]
+          = None,
+          storage: Annotated[Optional[str], typer.Option(
+              help="Optuna database URL (default: beside the MLflow store)")] = None,
+          set_: Overrides = []) -> None:  # noqa: B006
+    """Search a preset's hyperparameters with Optuna (TPE, median pruning); register the best trial's model."""
+    from lowlm.config import load_pipeline_config
+    from lowlm.config.sweep import check_space, load_sweep_config, space_of
+
+    try:
+        config = load_pipeline_config(preset, _overrides(set_))
+        settings = load_sweep_config(space, {"trials": trials, "workers": workers, "runner": runner,
+                                             "address": address, "study": study, "storage": storage})
+        check_space(config, space_of(settings, config))
+    except (FileNotFoundError, ValueError) as exc:  # SweepSpaceError is a ValueError
+        fail(str(exc))
+    from flows.sweep import sweep as sweep_flow
+
+    result, uri = _run_flow(lambda: sweep_flow(config, settings, return_state=True))
+    _report(config, result, uri)
+    done = result["sweep"]
+    typer.echo(f"study {done['study']} ({done['storage']}): {done['trials_complete']} complete, "
+               f"{done['trials_pruned']} pruned, {done['trials_fail']} failed; {done['ran']} ran now")
+    typer.echo(f"best trial {done['best_trial']}: validation {result['metrics']['best_val']:.4f}  "
+               + "  ".join(f"{k}={v}" for k, v in done["best_params"].items()))
 
 
 def describe_failure(exc: BaseException) -> str:
@@ -247,11 +296,12 @@ def exit_code(exc: BaseException) -> int:
     from lowlm.inference.bundle import BundleError
     from lowlm.robustness.augment import WordNetMissing
     from lowlm.robustness.backtranslation import LanguageMismatch
+    from lowlm.config.sweep import SweepSpaceError
     from lowlm.training.pretrained import PretrainedMismatch
     from tasks.registered import RegisteredRefError
 
     bad_input = (CorpusError, BundleError, ValidationError, FileNotFoundError, IsADirectoryError, LanguageMismatch,
-                 RegisteredRefError, WordNetMissing, PretrainedMismatch)
+                 RegisteredRefError, WordNetMissing, PretrainedMismatch, SweepSpaceError)
     seen = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))

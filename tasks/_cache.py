@@ -175,7 +175,7 @@ class StageCache(CachePolicy):
 
     def compute_key(self, task_ctx, inputs, flow_parameters, **kwargs) -> str | None:
         inputs = dict(inputs or {})
-        base = (INPUTS - "tracking" - "resume").compute_key(task_ctx, inputs, flow_parameters, **kwargs)
+        base = (INPUTS - "tracking" - "resume" - "callbacks").compute_key(task_ctx, inputs, flow_parameters, **kwargs)
         module = task_ctx.task.fn.__module__ if task_ctx else ""
         work_dir = inputs.get("work_dir")
         identity = folder_identity(Path(work_dir).resolve()) if work_dir else ""

@@ -96,14 +96,15 @@ def _start_from(net, pretrained: dict, tok: Tokenizer, unfreeze: str) -> None:
 def train(corpus: dict, augmented: dict, tokenizer: dict, model: ClassifierConfig, config: TrainConfig, work_dir: str,
           tracking: Tracking, resume: bool = False, calibration: CalibrationConfig | None = None,
           attack: AttackConfig | None = None, stage: str = "train", pretrained: dict | None = None,
-          unfreeze: str = "all", lr_decay: float = 2.6) -> dict:
+          unfreeze: str = "all", lr_decay: float = 2.6, callbacks: list | None = None) -> dict:
     """Fit the classifier (early stopping on the in-scope validation rows), then calibrate it on all of
     validation: a temperature, and a rejection threshold when asked or when validation holds out-of-scope rows.
     ``attack``: its ``refresh`` re-generates adversarial rows during training. ``stage``: the MLflow run's
     and output folder's name (``probe``: the quick model the adversarial stage attacks when there is no champion).
     ``pretrained``: a language model's handle (``tasks.registered.fetch_language_model``) whose encoder the
     model starts from, trained with every weight at once (``unfreeze: all``) or ULMFiT's gradual
-    unfreezing with discriminative rates (``gradual``, each lower group's rate / ``lr_decay``)."""
+    unfreezing with discriminative rates (``gradual``, each lower group's rate / ``lr_decay``). ``callbacks``:
+    more trainer callbacks, after the stage's own (a sweep's pruning); not part of the cache key."""
     calibration = calibration or CalibrationConfig()
     with stage_run(tracking, stage) as run:
         mlflow.log_params({f"model.{k}": v for k, v in model.model_dump().items()})
@@ -137,7 +138,7 @@ def train(corpus: dict, augmented: dict, tokenizer: dict, model: ClassifierConfi
         out = output_dir(work_dir, stage, key)
         saves, start = checkpointing(out, resume)
         result = train_classifier(net, train_batches, val_batches, len(labels), config,
-                                  callbacks=[log_epochs, *extra, *refresh, *saves], resume=start, param_groups=groups,
+                                  callbacks=[log_epochs, *extra, *refresh, *saves, *(callbacks or [])], resume=start, param_groups=groups,
                                   words=tok.tokens())
         mlflow.log_metrics({"best_epoch": result.best_epoch, f"best_val_{config.metric}": result.best_metric,
                             "train_seconds": result.seconds, "stopped_early": int(result.stopped_early)})
