@@ -4,6 +4,7 @@
     lowlm run sample --set train.epochs=3          run a preset (or a YAML file) in this process
     lowlm run sample --deployment                  ... or as a run of its served deployment
     lowlm run sample --resume                      continue an interrupted training from its checkpoint
+    lowlm sweep trec --trials 16                   Optuna trials (TPE, median pruning); the best registered
     lowlm predict models:/intents@champion "where is my card"    (digests verified first)
     lowlm serve-model models:/intents@champion     REST on 127.0.0.1:5001 (verified, inputs checked)
     lowlm data add new_rows.csv                    queue data for the next retrain (and tell Prefect)

@@ -28,8 +28,8 @@ from prefect import flow
 from prefect.futures import as_completed
 
 from lowlm.config import PipelineConfig
-from lowlm.config.sweep import SweepConfig, SweepSpaceError, check_space, distributions, space_of, study_name, study_storage, \
-    trial_config
+from lowlm.config.sweep import (SweepConfig, SweepSpaceError, baseline_params, check_space, distributions, space_of,
+                                study_name, study_storage, trial_config)
 from lowlm.data.corpus import corpus_fingerprint
 from flows.classification import evaluate_and_register, resolve_inputs, start_from, training_data
 from flows.runners import check_runners, task_runner
@@ -57,6 +57,9 @@ def sweep(config: PipelineConfig, settings: SweepConfig) -> dict:
                        pruner_startup=settings.pruner_startup, warmup_epochs=settings.warmup_epochs, create=True)
     for stale in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):  # left by a killed run
         study.tell(stale.number, state=TrialState.FAIL)
+    baseline = baseline_params(config, space) if settings.baseline else {}
+    if baseline and not study.trials:  # trial 0: the preset as it is (within the space)
+        study.enqueue_trial(baseline)
     work = WorkFolder(config.work_dir)
     resolved = resolve_inputs(config, work)
     with pipeline_run("sweep", config) as tracking:

@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 from flows.cli import app
 from flows.sweep import sweep
 from lowlm.config import load_pipeline_config
-from lowlm.config.sweep import (Choice, Range, SweepConfig, SweepSpaceError, check_space, study_name, study_storage,
-                                trial_config)
+from lowlm.config.sweep import (Choice, Range, SweepConfig, SweepSpaceError, baseline_params, check_space, study_name,
+                                study_storage, trial_config)
 from lowlm.data.corpus import load_corpus
 from lowlm.models.kinds import build_model
 from lowlm.text.batching import Batches
@@ -39,7 +39,7 @@ def config(tmp_path_factory, sample_csv):
         "corpus.path": str(sample_csv), "work_dir": str(tmp_path_factory.mktemp("work")), "name": "sweep-test",
         "experiment": "sweep-test", "registry.model_name": "sweep-test", "model.kind": "bag_of_ngrams",
         "fewshot.enabled": False, "augment.enabled": False, "attack.generate.enabled": False,
-        "attack.max_examples": 20, "train.progress": False})
+        "attack.max_examples": 20, "train.progress": False, "train.lr": 0.05, "train.epochs": 4})
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +65,9 @@ def test_each_trial_is_a_nested_run_and_the_study_is_stored_beside_mlflow(first,
     finished = [t for t in study.trials if t.state.is_finished()]
     assert len(finished) == 5 and first["sweep"]["ran"] == 5
     assert set(trials) == {f"trial-{t.number:03d}" for t in study.trials}
+    baseline = study.trials[0].params  # the preset's own values inside the space; the rest drawn
+    assert baseline["train.lr"] == config.train.lr and baseline["train.epochs"] == config.train.epochs
+    assert baseline_params(config, SPACE) == {"train.lr": config.train.lr, "train.epochs": config.train.epochs}
     for t in study.trials:
         run = trials[f"trial-{t.number:03d}"]
         assert run.data.tags["sweep.state"] == t.state.name.lower()

@@ -17,6 +17,7 @@ from pydantic_core import PydanticUndefined
 
 from lowlm.config.models import BagOfNgramsConfig, RNNAttentionConfig
 from lowlm.config.pipelines import PIPELINES
+from lowlm.config.sweep import Choice, Range, SweepConfig
 
 # Which stages a pipeline of each task runs (flows/classification.py, flows/seq2seq.py), and when.
 STAGES = {
@@ -120,6 +121,14 @@ def reference() -> str:
     for kind in (RNNAttentionConfig, BagOfNgramsConfig):  # the classifier kinds (a union on `kind`)
         _models(kind, seen)
     out += [section(model) for model in seen.values()]
+    out += ["## Sweeps", "", "`lowlm sweep PRESET --space FILE`: the YAML file holds these settings; the command's "
+            "options (`--trials`, `--workers`, `--runner`, `--address`, `--study`, `--storage`) win over it. A "
+            "`space` key is a dotted `model.*` or `train.*` setting of the preset, valued by a `Range` or a "
+            "`Choice`.", ""]
+    sweep_models: dict[str, type[BaseModel]] = {}
+    for model in (SweepConfig, Range, Choice):
+        _models(model, sweep_models)
+    out += [section(model) for name, model in sweep_models.items() if name not in seen]
     return "\n".join(out).rstrip() + "\n"
 
 

@@ -100,6 +100,9 @@ class SweepConfig(Runner):
                                                   "same family (sqlite: optuna.db next to mlflow.db; postgresql: "
                                                   "the database NAME_optuna on the same server).")
     workers: int = Field(1, ge=1, description="Trials trained at once (threads, or local Dask worker processes).")
+    baseline: bool = Field(True, description="The first trial of a new study trains the preset's own values of the "
+                                             "space's keys (those inside the space): the sweep registers nothing "
+                                             "worse on validation than the preset.")
 
     @field_validator("space")
     @classmethod
@@ -214,6 +217,22 @@ def trial_config(config, params: dict):
     for key, value in params.items():
         set_dotted(raw, key, value)
     return type(config).model_validate(raw)
+
+
+def baseline_params(config, space: dict[str, Dimension]) -> dict:
+    """The preset's own values of the space's keys, those the space contains (the first trial's settings)."""
+    from lowlm.config.presets import get_dotted
+
+    raw = config.model_dump(mode="json")
+    params = {}
+    for key, dimension in space.items():
+        value, dist = get_dotted(raw, key), dimension.distribution()
+        try:
+            if dist._contains(dist.to_internal_repr(value)):
+                params[key] = value
+        except (ValueError, TypeError):  # a value of another type than the space's
+            continue
+    return params
 
 
 def distributions(space: dict[str, Dimension]) -> dict:
