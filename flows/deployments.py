@@ -3,6 +3,8 @@
     classification/sample        the classification pipeline; its parameter is the whole PipelineConfig
                                  (a typed form in the Prefect UI), defaulting to the `sample` preset
     seq2seq/translate-sample     the seq2seq pipeline, defaulting to the `translate-sample` preset
+    sweep/sample                 Optuna trials of a classification config (the sample preset with a bag of
+                                 n-grams, 8 trials by default); the best trial registered
     retrain/sample               merge new data and retrain when it changed: on a cron schedule
                                  (03:00 UTC daily by default) and on every `lowlm.data.added` event
 
@@ -29,7 +31,9 @@ from prefect.events import DeploymentEventTrigger
 from flows.classification import classification
 from flows.retrain import DEFAULT_INCOMING, retrain
 from flows.seq2seq import seq2seq
+from flows.sweep import sweep
 from lowlm.config import PipelineConfig, Seq2SeqPipelineConfig, load_pipeline_config
+from lowlm.config.sweep import SweepConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CRON = "0 3 * * *"
@@ -52,6 +56,7 @@ def deployment_specs(cron: str | None = DEFAULT_CRON, timezone: str = DEFAULT_TI
     """
     classify = load_pipeline_config("sample", {}, PipelineConfig)
     translate = load_pipeline_config("translate-sample", {}, Seq2SeqPipelineConfig)
+    swept = load_pipeline_config("sample", {"model.kind": "bag_of_ngrams", "fewshot.enabled": False}, PipelineConfig)
     retrain_params = {"preset": retrain_preset, "incoming_dir": incoming_dir, "force": False}
     triggers = [DeploymentEventTrigger(
         name=f"retrain {Path(retrain_preset).stem} on new data", expect={DATA_ADDED},
@@ -71,6 +76,10 @@ def deployment_specs(cron: str | None = DEFAULT_CRON, timezone: str = DEFAULT_TI
                               tags=["lowlm"], description="Train, evaluate and register a text classifier.")),
         (seq2seq, dict(name="translate-sample", parameters={"config": translate.model_dump(mode="json")},
                        tags=["lowlm"], description="Train, evaluate and register a seq2seq model.")),
+        (sweep, dict(name="sample", parameters={"config": swept.model_dump(mode="json"),
+                                                "settings": SweepConfig(trials=8).model_dump(mode="json")},
+                     tags=["lowlm"], description="Optuna trials of a classification config (TPE, median pruning); "
+                                                 "the best trial's model registered through the gate.")),
         (retrain, retrain_kwargs),
     ]
 

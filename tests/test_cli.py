@@ -53,7 +53,7 @@ def test_deploy_registers_every_deployment_with_the_pool(prefect_server):
 
     with get_client(sync_client=True) as client:
         client.create_work_pool(WorkPoolCreate(name="cli-test-pool", type="process"), overwrite=True)
-    names = {"classification/sample", "seq2seq/translate-sample", "retrain/sample"}
+    names = {"classification/sample", "seq2seq/translate-sample", "sweep/sample", "retrain/sample"}
     try:
         result = CliRunner().invoke(app, ["deploy", "--pool", "cli-test-pool", "--cron", "0 4 * * *"])
         assert result.exit_code == 0, result.output
@@ -62,6 +62,9 @@ def test_deploy_registers_every_deployment_with_the_pool(prefect_server):
             deployments = {name: client.read_deployment_by_name(name) for name in names}
         assert {d.work_pool_name for d in deployments.values()} == {"cli-test-pool"}
         assert [s.schedule.cron for s in deployments["retrain/sample"].schedules] == ["0 4 * * *"]
+        swept = deployments["sweep/sample"].parameters  # a form in the UI: the pipeline and the sweep settings
+        assert swept["settings"]["trials"] == 8 and swept["config"]["model"]["kind"] == "bag_of_ngrams"
+        assert {"config", "settings"} <= set(deployments["sweep/sample"].parameter_openapi_schema["properties"])
     finally:  # the session's server is shared: `lowlm serve` in other tests serves these names itself
         with get_client(sync_client=True) as client:
             for name in names:

@@ -212,3 +212,17 @@ def test_6_the_champion_answers_rest_requests(ops, tmp_path):
     assert len(predictions) == 2 and all(p["label"] in labels for p in predictions)
     assert all(set(p["probabilities"]) == labels and abs(sum(p["probabilities"].values()) - 1) < 1e-4
                for p in predictions)
+
+
+def test_7_a_sweep_runs_as_a_served_deployment_and_registers_its_best_trial(ops):
+    from prefect.deployments import run_deployment
+
+    from lowlm.config import load_pipeline_config
+
+    config = load_pipeline_config(str(ops["preset"]), {"registry.model_name": "ops-sweep"})
+    settings = {"trials": 2, "space": {"train.lr": {"low": 0.02, "high": 0.2, "log": True}}}
+    run = run_deployment("sweep/sample", parameters={"config": config.model_dump(mode="json"), "settings": settings},
+                         timeout=400)
+    assert run.state.is_completed(), run.state.message
+    versions = registry_versions(ops["tracking_uri"], "ops-sweep")
+    assert [(v["version"], v["aliases"]) for v in versions] == [("1", ["champion"])]
