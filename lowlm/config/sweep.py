@@ -60,6 +60,15 @@ class Range(_Strict):
             return IntDistribution(int(self.low), int(self.high), log=self.log, step=int(self.step or 1))
         return FloatDistribution(self.low, self.high, log=self.log, step=self.step)
 
+    def contains(self, value) -> bool:
+        """Whether the sampler could draw ``value``."""
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not self.low <= value <= self.high:
+            return False
+        if self.type == "int" and value != int(value):
+            return False
+        step = self.step or (1 if self.type == "int" else None)
+        return step is None or abs((value - self.low) / step - round((value - self.low) / step)) < 1e-9
+
     def bounds(self) -> list:
         cast = int if self.type == "int" else float
         return [cast(self.low), cast(self.high)]
@@ -74,6 +83,9 @@ class Choice(_Strict):
         from optuna.distributions import CategoricalDistribution
 
         return CategoricalDistribution(self.choices)
+
+    def contains(self, value) -> bool:
+        return any(value == c and isinstance(value, bool) == isinstance(c, bool) for c in self.choices)
 
     def bounds(self) -> list:
         return list(self.choices)
@@ -224,15 +236,8 @@ def baseline_params(config, space: dict[str, Dimension]) -> dict:
     from lowlm.config.presets import get_dotted
 
     raw = config.model_dump(mode="json")
-    params = {}
-    for key, dimension in space.items():
-        value, dist = get_dotted(raw, key), dimension.distribution()
-        try:
-            if dist._contains(dist.to_internal_repr(value)):
-                params[key] = value
-        except (ValueError, TypeError):  # a value of another type than the space's
-            continue
-    return params
+    values = {key: get_dotted(raw, key) for key in space}
+    return {key: value for key, value in values.items() if space[key].contains(value)}
 
 
 def distributions(space: dict[str, Dimension]) -> dict:
