@@ -103,12 +103,16 @@ def test_the_best_trial_is_registered_with_its_settings(first, config, tracking_
 
 
 def test_a_rerun_continues_the_stored_study(first, config, tracking_uri):
+    storage = study_storage(settings(), tracking_uri)
+    left = optuna.load_study(study_name=first["sweep"]["study"], storage=storage).ask()  # as a killed run leaves it
     state = sweep(config, settings(trials=7), return_state=True)
     assert state.is_completed(), state.message
     result = state.result()
     assert result["sweep"]["study"] == first["sweep"]["study"] and result["sweep"]["ran"] == 2
-    study = optuna.load_study(study_name=result["sweep"]["study"], storage=study_storage(settings(), tracking_uri))
-    assert sum(t.state.is_finished() for t in study.trials) == 7
+    study = optuna.load_study(study_name=result["sweep"]["study"], storage=storage)
+    assert study.trials[left.number].state == optuna.trial.TrialState.FAIL  # marked when the rerun started
+    assert sum(t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+               for t in study.trials) == 7
     again = sweep(config, settings(trials=7), return_state=True).result()  # nothing left to run
     assert again["sweep"]["ran"] == 0 and again["sweep"]["best_trial"] == study.best_trial.number
 
