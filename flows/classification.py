@@ -58,10 +58,8 @@ def classification(config: PipelineConfig, resume: bool = False) -> dict:
                 config.fewshot.corpus, work.path, tracking, stage="ingest-fewshot",
                 fingerprint=corpus_fingerprint(config.fewshot.corpus))
         vocab, train_split = training_data(corpus, config, work, tracking, resolved)
-        refresh = config.attack if config.attack.refresh.every else None
         trained = work(train)(corpus, train_split, vocab, config.model, config.train, work.path, tracking,
-                              resume=resume, calibration=config.calibration, attack=refresh,
-                              **start_from(config, resolved))
+                              resume=resume, **train_options(config, resolved))
         transfer = None
         if target is not None:
             transfer = fewshot_grid(target, trained, config, work, tracking)
@@ -109,11 +107,14 @@ def training_data(corpus: dict, config: PipelineConfig, work: WorkFolder, tracki
     return vocab, train_split
 
 
-def start_from(config: PipelineConfig, resolved: dict) -> dict:
-    """The train stage's arguments for starting from a language model (none when training from scratch)."""
+def train_options(config: PipelineConfig, resolved: dict) -> dict:
+    """The train stage's arguments beyond the model and trainer settings: calibration, the attack whose
+    ``refresh`` re-generates adversarial rows (None when off), and the language model to start from."""
+    options = {"calibration": config.calibration, "attack": config.attack if config.attack.refresh.every else None}
     lm = resolved["lm"]
-    return {} if lm is None else {"pretrained": lm, "unfreeze": config.pretrained.unfreeze,
-                                  "lr_decay": config.pretrained.lr_decay}
+    if lm is not None:
+        options.update(pretrained=lm, unfreeze=config.pretrained.unfreeze, lr_decay=config.pretrained.lr_decay)
+    return options
 
 
 def evaluate_and_register(corpus: dict, train_split: dict, trained: dict, config: PipelineConfig, work: WorkFolder,

@@ -28,10 +28,11 @@ from prefect import flow
 from prefect.futures import as_completed
 
 from lowlm.config import PipelineConfig
+from lowlm.config.secrets import mask
 from lowlm.config.sweep import (SweepConfig, SweepSpaceError, baseline_params, check_space, distributions, space_of,
                                 study_name, study_storage, trial_config)
 from lowlm.data.corpus import corpus_fingerprint
-from flows.classification import evaluate_and_register, resolve_inputs, start_from, training_data
+from flows.classification import evaluate_and_register, resolve_inputs, train_options, training_data
 from flows.runners import check_runners, task_runner
 from flows.runtime import guard_api_run
 from tasks._cache import WorkFolder
@@ -52,6 +53,7 @@ def sweep(config: PipelineConfig, settings: SweepConfig) -> dict:
     check_space(config, space)  # every key a setting of this preset, every bound a valid value
     check_runners(config.augment if config.augment.enabled else None, settings)
     storage = study_storage(settings, tracking_uri())
+    shown = mask(storage)  # credentials never reach a tag or the result
     name = study_name(settings, config, space)
     study = open_study(storage, name, seed=settings.seed, startup_trials=settings.startup_trials,
                        pruner_startup=settings.pruner_startup, warmup_epochs=settings.warmup_epochs, create=True)
@@ -63,13 +65,13 @@ def sweep(config: PipelineConfig, settings: SweepConfig) -> dict:
     work = WorkFolder(config.work_dir)
     resolved = resolve_inputs(config, work)
     with pipeline_run("sweep", config) as tracking:
-        mlflow.set_tags({"sweep.study": name, "sweep.storage": _masked(storage)})
+        mlflow.set_tags({"sweep.study": name, "sweep.storage": shown})
         mlflow.log_dict({"settings": settings.model_dump(mode="json", exclude={"space"}),
                          "space": {k: v.model_dump() for k, v in space.items()}}, "sweep/space.json")
         corpus = work(ingest)(config.corpus, work.path, tracking, fingerprint=corpus_fingerprint(config.corpus))
         vocab, train_split = training_data(corpus, config, work, tracking, resolved)
         shared = {"corpus": corpus, "train_split": train_split, "vocab": vocab, "work_dir": work.path,
-                  "tracking": tracking, "start": start_from(config, resolved),
+                  "tracking": tracking, "options": train_options(config, resolved),
                   "study": {"storage": storage, "name": name, "warmup_epochs": settings.warmup_epochs,
                             "pruner_startup": settings.pruner_startup}}
         ran = run_trials(study, space, config, settings, shared)
@@ -80,12 +82,12 @@ def sweep(config: PipelineConfig, settings: SweepConfig) -> dict:
         best = study.best_trial
         best_config = trial_config(config, best.params)
         trained = best.user_attrs["trained"]
-        report = log_study(study, best, ran, f"validation {config.train.metric}")
+        counts = log_study(study, best, ran, f"validation {config.train.metric}")
         evaluation, registered = evaluate_and_register(corpus, train_split, trained, best_config, work, tracking)
-        summary = {**evaluation["metrics"], "best_val": best.value, **report["counts"]}
+        summary = {**evaluation["metrics"], "best_val": best.value, **counts}
         result = summarize(summary, registered, tracking)
-        result["sweep"] = {"study": name, "storage": _masked(storage), "best_trial": best.number,
-                           "best_params": best.params, "ran": ran, **report["counts"]}
+        result["sweep"] = {"study": name, "storage": shown, "best_trial": best.number,
+                           "best_params": best.params, "ran": ran, **counts}
         return result
 
 
@@ -112,13 +114,16 @@ def run_trials(study, space: dict, config: PipelineConfig, settings: SweepConfig
                     settings_of_trial = trial_config(config, params)
                 except ValueError as exc:  # a combination no single bound showed to be invalid
                     study.tell(proposed, state=TrialState.FAIL)
-                    raise SweepSpaceError(f"trial {proposed.number}: the settings {params} do not make a valid "
-                                          f"config: {exc}") from None
+                    error = SweepSpaceError(f"trial {proposed.number}: the settings {params} do not make a valid "
+                                            f"config: {exc}")
+                    break
                 future = runner.submit(trial.with_options(name=f"trial-{proposed.number:03d}"), {
                     "number": proposed.number, "trial_id": proposed._trial_id, "params": params,
                     "config": settings_of_trial, **shared})
                 pending[future] = proposed
                 launched += 1
+            if not pending:  # nothing in flight: the error above ends the loop
+                break
             done = next(as_completed(list(pending)))
             proposed = pending.pop(done)
             try:
@@ -143,7 +148,8 @@ def run_trials(study, space: dict, config: PipelineConfig, settings: SweepConfig
 
 def log_study(study, best, ran: int, target: str) -> dict:
     """On the parent run: the trials table, the best trial's settings (params ``best.KEY``), the counts,
-    and the parallel-coordinates and importance plots (when the study has enough trials for them)."""
+    and the parallel-coordinates and importance plots (when the study has enough trials for them);
+    returns the counts."""
     from optuna.trial import TrialState
 
     rows = []
@@ -158,7 +164,7 @@ def log_study(study, best, ran: int, target: str) -> dict:
               for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
     counts["trials_ran"] = ran
     _log_plots(study, target)
-    return {"counts": counts, "rows": rows}
+    return counts
 
 
 def _log_plots(study, target: str) -> None:
@@ -184,9 +190,3 @@ def _log_plots(study, target: str) -> None:
 
 def _number(value):
     return None if value is None or not math.isfinite(value) else float(value)
-
-
-def _masked(url: str) -> str:
-    from lowlm.config.secrets import mask
-
-    return mask(url)

@@ -93,19 +93,18 @@ class Pruning(Callback):
 
 @task(name="trial", cache_policy=NO_CACHE, retries=0)
 def trial(number: int, trial_id: int, params: dict, study: dict, corpus: dict, train_split: dict, vocab: dict,
-          config, work_dir: str, tracking: Tracking, start: dict) -> dict:
-    """Train trial ``number`` (``params``: its dotted settings) of the study ``study`` ({storage, name, ...});
-    returns the train stage's handle with ``state`` (complete or pruned) and ``pruned_at`` (epoch or None)."""
+          config, work_dir: str, tracking: Tracking, options: dict) -> dict:
+    """Train trial ``number`` (``params``: its dotted settings, already in ``config``) of the study ``study``
+    ({storage, name, ...}); ``options``: the train stage's other arguments (``flows.classification.train_options``).
+    Returns the train stage's handle with ``state`` (complete or pruned) and ``pruned_at`` (epoch or None)."""
     import optuna
     from mlflow.tracking import MlflowClient
 
     opened = open_study(study["storage"], study["name"], warmup_epochs=study["warmup_epochs"],
                         pruner_startup=study["pruner_startup"])
     pruning = Pruning(optuna.trial.Trial(opened, trial_id), config.train.metric)
-    refresh = config.attack if config.attack.refresh.every else None
     trained = train.fn(corpus, train_split, vocab, config.model, config.train, work_dir, tracking,
-                       calibration=config.calibration, attack=refresh, stage=f"trial-{number:03d}",
-                       callbacks=[pruning], **start)
+                       stage=f"trial-{number:03d}", callbacks=[pruning], **options)
     state = "pruned" if pruning.pruned_at is not None else "complete"
     client = MlflowClient(tracking.uri)
     for key, value in {"sweep.study": study["name"], "sweep.trial": str(number), "sweep.state": state,

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Literal, Union
 from urllib.parse import urlsplit, urlunsplit
 
-import yaml
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from lowlm.config.base import _Strict
@@ -128,17 +127,13 @@ class SweepConfig(Runner):
 
 def load_sweep_config(path: str | Path | None, overrides: dict | None = None) -> SweepConfig:
     """The sweep settings in the YAML file ``path`` (or the defaults), with ``overrides`` (CLI options) on top."""
+    from lowlm.config.presets import read_preset
+
     raw: dict = {}
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
+        if not Path(path).is_file():  # a file, never a preset name: read_preset would look those up
             raise FileNotFoundError(f"no sweep space file {str(path)!r}")
-        try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as exc:
-            raise ValueError(f"{path}: not valid YAML: {exc}") from None
-        if not isinstance(raw, dict):
-            raise ValueError(f"{path}: expected a mapping (trials, space, ...), got {type(raw).__name__}")
+        path, raw = read_preset(path)  # UTF-8 YAML holding a mapping, or a ValueError naming the file
     raw.update({k: v for k, v in (overrides or {}).items() if v is not None})
     try:
         return SweepConfig.model_validate(raw)
