@@ -17,40 +17,15 @@ shards run at once.
 
 from __future__ import annotations
 
-import sys
-
-from prefect.futures import as_completed
-
 from lowlm.config import load_pipeline_config
 from lowlm.config.augment import BackTranslationAugmenter, ModelRef, TaggedBackTranslation
 from lowlm.data.corpus import files_fingerprint
 from lowlm.robustness.augment import augmenter_names, shards
 from lowlm.robustness.backtranslation import check_chain
-from flows.runners import task_runner
+from flows.runners import map_shards
 from tasks._cache import WorkFolder
 from tasks.augment import BT, augment, augment_pairs, augment_shard, ingest_monolingual
 from tasks.translators import TranslatorRefError, fetch_translator
-
-
-def map_shards(task, parameters: list[dict], config, what: str = "augment") -> list[dict]:
-    """Run ``task`` once per parameter set on the configured runner; results in shard order. A progress
-    bar counts finished shards when stderr is a terminal."""
-    if not parameters:
-        return []
-    with task_runner(config) as runner:
-        futures = [runner.submit(task, p) for p in parameters]
-        bar = None
-        if sys.stderr.isatty():
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=len(futures), desc=f"{what} shards", unit="shard", leave=False)
-        for future in as_completed(futures):
-            future.result()  # raises the shard's error
-            if bar is not None:
-                bar.update(1)
-        if bar is not None:
-            bar.close()
-        return [f.result() for f in futures]
 
 
 def _preset_config(ref: ModelRef):
@@ -132,7 +107,7 @@ def augment_split(corpus: dict, config, work: WorkFolder, tracking, translators:
         named = list(zip(augmenter_names(config.augmenters), config.augmenters))
         parts = map_shards(work(augment_shard), _shard_parameters(
             corpus["splits"]["train"], corpus["digests"]["train"], "text", corpus["rows"]["train"], named, config,
-            translators, work), config)
+            translators, work), config, what="augment")
     return work(augment)(corpus, config, parts, work.path, tracking, translators)
 
 
@@ -143,7 +118,7 @@ def augment_pair_split(corpus: dict, config, work: WorkFolder, tracking, transla
         named = list(zip(augmenter_names(config.augmenters), config.augmenters))
         parts = map_shards(work(augment_shard), _shard_parameters(
             corpus["splits"]["train"], corpus["digests"]["train"], "source", corpus["rows"]["train"], named, config,
-            translators, work), config)
+            translators, work), config, what="augment")
         bt = config.backtranslation
         if bt is not None:
             monolingual = work(ingest_monolingual)(corpus, bt.monolingual, work.path,

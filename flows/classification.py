@@ -1,9 +1,9 @@
 """Text classification as a Prefect DAG, tracked in MLflow.
 
     (translators for back-translation, and the champion to attack: resolved first)
-    ingest ─> ingest-fewshot ─> tokenize ─> augment (shards) ─> [probe] ─> adversarial ─> train
+    ingest ─> ingest-fewshot ─> tokenize ─> augment (shards) ─> [probe] ─> adversarial (shards) ─> train
         ├────> fewshot-cell x (strategies x k x seeds) ─> fewshot ─> register (NAME-fewshot)
-        └────> evaluate ─> evaluate-attack ─> register ─> optimize (int8 / pruned variants of a new champion)
+        └────> evaluate ─> evaluate-attack (shards) ─> register ─> optimize (int8 / pruned variants of a new champion)
 
 The adversarial stage attacks the registry's champion (or, when there is none, a probe model trained
 here) and adds the examples that fooled it to the training split; evaluate-attack measures the new
@@ -24,12 +24,12 @@ from prefect import flow
 from lowlm.config import PipelineConfig, TrainConfig
 from lowlm.config.attack import PerturbationConfig
 from lowlm.data.corpus import corpus_fingerprint
-from flows.augmenting import augment_split, classification_translators, map_shards
-from flows.runners import check_runners
+from flows.attacking import adversarial_split, robustness_of
+from flows.augmenting import augment_split, classification_translators
+from flows.runners import check_runners, map_shards
 from flows.runtime import guard_api_run
 from tasks._cache import WorkFolder
 from tasks._stage import pipeline_run, tracking_uri
-from tasks.adversarial import adversarial, robustness
 from tasks.evaluate import evaluate
 from tasks.fewshot import fewshot, fewshot_cell
 from tasks.ingest import ingest
@@ -45,8 +45,7 @@ from tasks.train import train
 def classification(config: PipelineConfig, resume: bool = False) -> dict:
     """Train, evaluate and register a text classifier from one pipeline config."""
     guard_api_run(config)  # a run started through the API reads and writes only where its deployment allows
-    check_runners(config.augment if config.augment.enabled else None,
-                  config.fewshot if config.fewshot.enabled else None)  # a named Dask scheduler answers, now
+    check_runners(*parallel_stages(config))  # a named Dask scheduler answers, now
     work = WorkFolder(config.work_dir)  # stage outputs and their cached results live here
     resolved = resolve_inputs(config, work)
     with pipeline_run("classification", config) as tracking:
@@ -82,6 +81,13 @@ def classification(config: PipelineConfig, resume: bool = False) -> dict:
         return result
 
 
+def parallel_stages(config: PipelineConfig) -> list:
+    """The stage configs whose work is mapped over a task runner in this pipeline (those that are on)."""
+    attack = config.attack
+    return [stage for stage, on in ((config.augment, config.augment.enabled), (config.fewshot, config.fewshot.enabled),
+                                    (attack, attack.enabled or attack.generate.enabled)) if on]
+
+
 def resolve_inputs(config: PipelineConfig, work: WorkFolder) -> dict:
     """What the run uses from the registry, resolved to one version each and checked before any work:
     back-translation models, the champion to attack (None: a probe), the language model to start from."""
@@ -103,14 +109,15 @@ def training_data(corpus: dict, config: PipelineConfig, work: WorkFolder, tracki
     if config.attack.generate.enabled:
         victim = victim_of(resolved["champion"], corpus, work) or work(train.with_options(name="probe"))(
             corpus, train_split, vocab, config.model, probe_settings(config), work.path, tracking, stage="probe")
-        train_split = work(adversarial)(corpus, train_split, victim, config.attack, work.path, tracking)
+        train_split = adversarial_split(corpus, train_split, victim, config.attack, work, tracking)
     return vocab, train_split
 
 
 def train_options(config: PipelineConfig, resolved: dict) -> dict:
     """The train stage's arguments beyond the model and trainer settings: calibration, the attack whose
     ``refresh`` re-generates adversarial rows (None when off), and the language model to start from."""
-    options = {"calibration": config.calibration, "attack": config.attack if config.attack.refresh.every else None}
+    options = {"calibration": config.calibration,
+               "attack": config.attack.placeless() if config.attack.refresh.every else None}
     lm = resolved["lm"]
     if lm is not None:
         options.update(pretrained=lm, unfreeze=config.pretrained.unfreeze, lr_decay=config.pretrained.lr_decay)
@@ -121,7 +128,7 @@ def evaluate_and_register(corpus: dict, train_split: dict, trained: dict, config
                           tracking) -> tuple[dict, dict]:
     """Test metrics (clean and under the attack), then the registry's gate: (evaluation, registered)."""
     evaluation = work(evaluate)(corpus, trained, tracking)
-    robust = work(robustness)(corpus, trained, config.attack, tracking)
+    robust = robustness_of(corpus, trained, config.attack, work, tracking)
     evaluation = {**evaluation, "metrics": {**evaluation["metrics"], **robust["metrics"]},
                   "robustness": robust.get("summary")}
     digests = {**corpus["digests"], "content": corpus["content_digest"], "train_augmented": train_split["digest"]}

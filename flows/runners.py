@@ -1,5 +1,5 @@
 """Task runners for the stages whose work is mapped in parts (augmentation and back-translation shards,
-few-shot grid cells): Prefect's thread pool, or Dask through prefect-dask.
+attack shards, few-shot grid cells, sweep trials): Prefect's thread pool, or Dask through prefect-dask.
 
 A ``dask`` stage without an ``address`` starts a ``LocalCluster`` of ``workers`` processes (one thread
 each, bound to 127.0.0.1) for the stage and stops it after. Its workers report their task runs to
@@ -18,9 +18,11 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sys
 from contextlib import contextmanager
 from urllib.parse import urlsplit
 
+from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 CONNECT_TIMEOUT = 5.0  # seconds a scheduler has to accept a connection at flow start
@@ -61,6 +63,27 @@ def task_runner(config):
             yield runner
     else:  # pragma: no cover - the config's Literal admits only what is built here
         raise ValueError(f"unknown task runner {config.runner!r}")
+
+
+def map_shards(task, parameters: list[dict], config, what: str = "work") -> list[dict]:
+    """Run ``task`` once per parameter set on the configured runner; results in shard order. A progress
+    bar counts finished shards when stderr is a terminal."""
+    if not parameters:
+        return []
+    with task_runner(config) as runner:
+        futures = [runner.submit(task, p) for p in parameters]
+        bar = None
+        if sys.stderr.isatty():
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(futures), desc=f"{what} shards", unit="shard", leave=False)
+        for future in as_completed(futures):
+            future.result()  # raises the shard's error
+            if bar is not None:
+                bar.update(1)
+        if bar is not None:
+            bar.close()
+        return [f.result() for f in futures]
 
 
 def check_scheduler(address: str, timeout: float = CONNECT_TIMEOUT) -> None:

@@ -32,7 +32,8 @@ from lowlm.config.secrets import mask
 from lowlm.config.sweep import (SweepConfig, SweepSpaceError, baseline_params, check_space, distributions, space_of,
                                 study_name, study_storage, trial_config)
 from lowlm.data.corpus import corpus_fingerprint
-from flows.classification import evaluate_and_register, resolve_inputs, train_options, training_data
+from flows.classification import (evaluate_and_register, parallel_stages, resolve_inputs, train_options,
+                                  training_data)
 from flows.runners import check_runners, task_runner
 from flows.runtime import guard_api_run
 from tasks._cache import WorkFolder
@@ -51,7 +52,7 @@ def sweep(config: PipelineConfig, settings: SweepConfig) -> dict:
     guard_api_run(config)
     space = space_of(settings, config)
     check_space(config, space)  # every key a setting of this preset, every bound a valid value
-    check_runners(config.augment if config.augment.enabled else None, settings)
+    check_runners(*parallel_stages(config), settings)
     storage = study_storage(settings, tracking_uri())
     shown = mask(storage)  # credentials never reach a tag or the result
     name = study_name(settings, config, space)

@@ -1,5 +1,5 @@
-"""The dask task runner (prefect-dask): augmentation shards on Dask worker processes give the rows the
-thread runner gives; a local cluster per stage and an existing scheduler both work; a scheduler that
+"""The dask task runner (prefect-dask): augmentation and attack shards on Dask worker processes give the
+rows and examples the thread runner gives; a local cluster per stage and an existing scheduler both work; a scheduler that
 does not answer fails the flow at its start, naming the address."""
 
 from __future__ import annotations
@@ -14,12 +14,15 @@ import pandas as pd
 import pytest
 from prefect import flow, task
 
-from flows.augmenting import _shard_parameters, map_shards
-from flows.runners import RunnerUnavailable, check_scheduler, worker_environment
+from flows.attacking import attack_parts
+from flows.augmenting import _shard_parameters
+from flows.runners import RunnerUnavailable, check_scheduler, map_shards, worker_environment
 from lowlm.config import load_pipeline_config
+from lowlm.config.attack import AttackConfig
 from lowlm.config.augment import AugmentConfig, EdaAugmenter, NoiseAugmenter
 from lowlm.robustness.augment import augmenter_names
 from tasks._cache import WorkFolder
+from tasks.adversarial import merged
 from tasks.augment import augment_shard
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the test's own tasks travel to the workers
@@ -74,6 +77,28 @@ def test_dask_shards_on_a_local_cluster_equal_thread_shards(threaded, split, tmp
     assert len(local) == 3 and rows(local) == rows(threaded) and len(rows(local)) > 10  # same seeds, same rows
     assert all(str(tmp_path) in p["path"] for p in local)  # written by the workers, where the flow said
     assert os.getpid() not in pids and 1 <= len(set(pids)) <= 2  # the cluster's worker processes
+
+
+@flow
+def attack_flow(model: dict, split: str, config: AttackConfig, work_dir: str) -> list[dict]:
+    return attack_parts(model, {"test": (split, "digest-of-the-split", 40)}, config, WorkFolder(work_dir))["test"]
+
+
+def test_attack_shards_on_dask_workers_equal_thread_shards(prefect_harness, trained_sample, tmp_path):
+    classifier = trained_sample["classifier"]
+    model = {"model_dir": str(classifier.save(tmp_path / "model")), "digest": "digest-of-the-model"}
+    test = trained_sample["corpus"].splits["test"]
+    split = tmp_path / "test.parquet"
+    pd.DataFrame({"text": test["text"], "label": [classifier.labels[int(y)] for y in test["label"]]}).to_parquet(split)
+    runs = {}
+    for runner in ("thread", "dask"):
+        config = AttackConfig(method="char", shard_rows=8, runner=runner, workers=2)
+        parts = attack_flow(model, str(split), config, str(tmp_path / runner))
+        assert all(str(tmp_path / runner) in p["path"] for p in parts)
+        runs[runner] = merged(parts)
+    (thread, rows), (dask, dask_rows) = runs["thread"], runs["dask"]
+    assert len(rows) == min(40, len(test)) > 16 and dask_rows == rows  # the same seeded sample, in 3+ shards
+    assert dask.table().equals(thread.table()) and thread.summary()["succeeded"] > 0
 
 
 @pytest.mark.slow

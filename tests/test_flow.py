@@ -17,7 +17,7 @@ from tests.prefect_states import task_states
 
 STAGES = {"ingest", "tokenize", "augment", "probe", "adversarial", "train", "ingest-fewshot", "fewshot-cell", "fewshot",
           "evaluate", "evaluate-attack", "register", "register-fewshot"}
-TASKS = STAGES - {"register-fewshot"} | {"augment-shard", "summarize"}  # Prefect task names (both registrations are `register`)
+TASKS = STAGES - {"register-fewshot"} | {"augment-shard", "attack-shard", "summarize"}  # Prefect task names (both registrations are `register`)
 
 
 @pytest.fixture(scope="module")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -10,7 +11,7 @@ from pydantic import ValidationError
 
 from lowlm.config import TrainConfig
 from lowlm.config.attack import AttackConfig, CharAttackConfig, PerturbationConfig, RefreshConfig, WordAttackConfig
-from lowlm.robustness.attack import SKIPPED, SUCCEEDED, Attacker, attack
+from lowlm.robustness.attack import SKIPPED, SUCCEEDED, Attacker, AttackRun, attack
 from lowlm.robustness.words import STOPWORDS, EmbeddingNeighbours, is_stopword, word_spans, wordnet_candidates
 from lowlm.text.batching import Batches
 from lowlm.training.adversarial import AdversarialRefresh, EmbeddingPerturbation, SubstitutionTable
@@ -106,6 +107,20 @@ def test_batched_attack_equals_one_query_at_a_time(trained_sample, test_rows):
     batched = attack(clf, texts, labels, config).table()
     single = attack(clf, texts, labels, config, one_at_a_time=True).table()
     assert batched.equals(single)
+
+
+def test_an_attack_in_shards_equals_one_attack_of_the_whole_sample(trained_sample, test_rows):
+    """Example i is numbered and seeded i whichever shard holds it (``first``): the shards merged are the
+    whole sample's run, the char attack's seeded edits included."""
+    clf = trained_sample["classifier"]
+    texts, labels = test_rows
+    for config in (AttackConfig(method="word"), AttackConfig(method="char", char=CharAttackConfig(positions="sampled"))):
+        whole = attack(clf, texts, labels, config)
+        shards = [attack(clf, texts[at: at + 5], labels[at: at + 5], config, first=at) for at in range(0, len(texts), 5)]
+        merged = AttackRun.merge([AttackRun.from_json(json.loads(json.dumps(s.to_json()))) for s in shards])
+        assert len(shards) > 2 and merged.table().equals(whole.table())
+        assert [e.index for e in merged.examples] == list(range(len(texts)))
+        assert merged.summary()["succeeded"] == whole.summary()["succeeded"] > 0
 
 
 def test_gradient_importance_attacks_too(trained_sample, test_rows):

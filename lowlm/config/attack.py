@@ -9,6 +9,7 @@ from typing import Literal, get_args
 from pydantic import Field, field_validator
 
 from lowlm.config.base import _Strict
+from lowlm.config.runner import Runner
 
 
 def _not_empty(name: str, value: list, fields) -> list:
@@ -81,8 +82,12 @@ class RefreshConfig(_Strict):
                                                      "those with a word the attack may change).")
 
 
-class AttackConfig(_Strict):
-    """One attack, used by every stage that attacks: generate, the trainer's refresh, and evaluation."""
+class AttackConfig(Runner):
+    """One attack, used by every stage that attacks: generate, the trainer's refresh, and evaluation.
+
+    The generate and evaluate stages attack their rows in shards of ``shard_rows`` on the task runner
+    (``runner``, ``workers``, ``address``); example i of a sample is seeded by ``seed`` and i, so the
+    examples do not depend on the runner or the workers. The trainer's refresh runs inside the train task."""
 
     enabled: bool = Field(True, description="Evaluate robustness: attack the trained model on validation and test.")
     method: Literal["word", "char"] = Field("word", description="word: substitution; char: DeepWordBug edits.")
@@ -103,6 +108,8 @@ class AttackConfig(_Strict):
     query_budget: int = Field(2000, gt=0, description="Model queries (texts scored) per attacked example.")
     max_examples: int = Field(200, gt=0, description="Rows attacked in evaluation, per split (validation, test).")
     batch_size: int = Field(512, gt=0, description="Texts scored per forward pass.")
+    shard_rows: int = Field(250, ge=1, description="Rows attacked per shard (a task on the runner); the searches of "
+                                                   "one shard share its forward passes.")
     seed: int = 13
     generate: GenerateConfig = Field(default_factory=GenerateConfig)
     refresh: RefreshConfig = Field(default_factory=RefreshConfig)

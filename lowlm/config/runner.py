@@ -25,6 +25,11 @@ class Runner(_Strict):
     address: str | None = Field(None, description="dask: a running Dask scheduler (tcp://host:8786) to use instead "
                                                   "of a local cluster; checked when the flow starts.")
 
+    def placeless(self):
+        """This config with the runner settings at their defaults: what the work is, not where it runs (the part
+        of a config that keys a cache, so that a thread run and a Dask run of the same work share results)."""
+        return self.model_copy(update={name: field.get_default() for name, field in Runner.model_fields.items()})
+
     @field_validator("address")
     @classmethod
     def _address(cls, value: str | None) -> str | None:

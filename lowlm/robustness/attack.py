@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Generator, Sequence
 
 import pandas as pd
@@ -104,6 +104,22 @@ class AttackRun:
 
     def successful(self) -> list[Example]:
         return [e for e in self.examples if e.status == SUCCEEDED]
+
+    def to_json(self) -> dict:
+        """The run as JSON-able data (a shard's output file); ``from_json`` reads it back."""
+        return {"labels": self.labels, "seconds": self.seconds, "examples": [asdict(e) for e in self.examples]}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "AttackRun":
+        examples = [Example(**{**e, "substitutions": [tuple(s) for s in e["substitutions"]]}) for e in data["examples"]]
+        return cls(examples, list(data["labels"]), float(data["seconds"]))
+
+    @classmethod
+    def merge(cls, runs: Sequence["AttackRun"]) -> "AttackRun":
+        """The shards of one sample as one run: examples in shard order, seconds summed (worker time, not
+        wall time: the shards may have run at once)."""
+        return cls([e for r in runs for e in r.examples], list(runs[0].labels) if runs else [],
+                   sum(r.seconds for r in runs))
 
 
 # -- what a search asks for ------------------------------------------------------------------------
@@ -334,14 +350,17 @@ def token_saliency(model: torch.nn.Module, ids: torch.Tensor, lengths: torch.Ten
 
 
 def attack(classifier: TextClassifier, texts: Sequence[str], labels: Sequence[int], config: AttackConfig,
-           one_at_a_time: bool = False, lockstep: int = 256) -> AttackRun:
-    """Attack every text (``labels``: label indices); ``lockstep`` searches share each forward pass."""
+           one_at_a_time: bool = False, lockstep: int = 256, first: int = 0) -> AttackRun:
+    """Attack every text (``labels``: label indices); ``lockstep`` searches share each forward pass.
+
+    Example i is numbered (and its edits seeded) ``first + i``: a shard of a larger sample that passes its
+    offset gets the examples the whole sample would."""
     attacker = Attacker(classifier, config)
     start = time.perf_counter()
-    searches = [attacker.search(i, t, y) for i, (t, y) in enumerate(zip(texts, labels))]
+    searches = [attacker.search(first + i, t, y) for i, (t, y) in enumerate(zip(texts, labels))]
     width = 1 if one_at_a_time else lockstep
     results: list[Example | None] = [None] * len(searches)
-    pending = list(range(len(searches)))
+    pending = list(range(len(searches)))  # positions in ``searches``; their examples are numbered first + i
     active: dict[int, object] = {}
     while pending or active:
         while pending and len(active) < width:
