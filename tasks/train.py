@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import mlflow
 import pandas as pd
+import torch
 from prefect import task
 
 from lowlm.data.corpus import encode_labels, encode_scoped
@@ -86,10 +89,56 @@ def refreshing(attack: AttackConfig | None, train_frame: pd.DataFrame, tok: Toke
 
 def _start_from(net, pretrained: dict, tok: Tokenizer, unfreeze: str) -> None:
     """Copy the language model's encoder into ``net`` and tag the run with the version it came from."""
-    copied = load_encoder(net, LanguageModelBundle.load(pretrained["model_dir"]), tok)
+    _tag_pretrained(pretrained, load_encoder(net, LanguageModelBundle.load(pretrained["model_dir"]), tok), unfreeze)
+
+
+def _tag_pretrained(pretrained: dict, copied: list, unfreeze: str) -> None:
     mlflow.set_tags({"pretrained.uri": pretrained["uri"], "pretrained.version": pretrained["version"],
                      "pretrained.digest": pretrained["digest"], "pretrained.unfreeze": unfreeze})
     mlflow.log_metric("pretrained_tensors", len(copied))
+
+
+@dataclass
+class Prepared:
+    """What a classifier's training starts from, built alike by the stage and by each torchrun process."""
+
+    tokenizer: Tokenizer
+    net: torch.nn.Module
+    train_batches: Batches
+    val_batches: Batches  # the in-scope validation rows
+    val: pd.DataFrame  # all validation rows (calibration)
+    val_labels: list[int]  # -1: out of scope
+    callbacks: list = field(default_factory=list)  # gradual unfreezing
+    groups: list[dict] | None = None  # its discriminative learning rates
+    copied: list = field(default_factory=list)  # tensors copied from a language model
+    ngram_rows: int | None = None
+
+
+def prepare_classifier(corpus: dict, augmented: dict, tokenizer: dict, model: ClassifierConfig, config: TrainConfig,
+                       pretrained: dict | None = None, unfreeze: str = "all", lr_decay: float = 2.6) -> Prepared:
+    """Batches of the training and validation rows, and the model built after seeding (its initial weights
+    are part of the result), started from the language model's encoder when one is given."""
+    labels = corpus["labels"]
+    tok = Tokenizer.load(tokenizer["path"])
+    train_batches = labelled_batches(augmented["train"], tok, labels, config.batch_size, True, config.seed)
+    val = pd.read_parquet(corpus["splits"]["validation"])
+    val_labels = encode_scoped(val["label"], labels, corpus["splits"]["validation"])
+    in_scope = [y >= 0 for y in val_labels]
+    val_batches = Batches(tok.encode_batch(val["text"][in_scope].tolist()), [y for y in val_labels if y >= 0],
+                          batch_size=256)
+    seed_everything(config.seed)
+    net = build_model(model, vocab_size=tok.vocab_size, num_labels=len(labels), words=tok.tokens())
+    prepared = Prepared(tok, net, train_batches, val_batches, val, val_labels)
+    if pretrained is not None:
+        prepared.copied = load_encoder(net, LanguageModelBundle.load(pretrained["model_dir"]), tok)
+        if unfreeze == "gradual":
+            layers = layer_groups(net)
+            prepared.callbacks = [GradualUnfreezing(layers)]
+            prepared.groups = [{"params": g, "lr": config.lr / lr_decay ** (len(layers) - 1 - i),
+                                "weight_decay": config.weight_decay} for i, g in enumerate(layers)]
+    if model.kind == "bag_of_ngrams":  # its n-gram table holds rows only for buckets seen in training
+        prepared.ngram_rows = net.index_ngrams((b.ids, b.lengths) for b in train_batches)
+    return prepared
 
 
 @task(name="train", **STAGE_OPTIONS)
@@ -106,40 +155,40 @@ def train(corpus: dict, augmented: dict, tokenizer: dict, model: ClassifierConfi
     unfreezing with discriminative rates (``gradual``, each lower group's rate / ``lr_decay``). ``callbacks``:
     more trainer callbacks, after the stage's own (a sweep's pruning); not part of the cache key."""
     calibration = calibration or CalibrationConfig()
+    if config.distributed is not None and (callbacks or (attack is not None and attack.refresh.every)
+                                           or unfreeze == "gradual"):  # the pipeline config says so first
+        raise ValueError("train.distributed: only the trainer's own steps run under DDP (no attack refresh, gradual "
+                         "unfreezing or extra callbacks such as a sweep's pruning)")
     with stage_run(tracking, stage) as run:
         mlflow.log_params({f"model.{k}": v for k, v in model.model_dump().items()})
         mlflow.log_params({f"train.{k}": v for k, v in config.model_dump().items()})
         mlflow.log_params({f"calibration.{k}": v for k, v in calibration.model_dump().items()})
         labels = corpus["labels"]
-        tok = Tokenizer.load(tokenizer["path"])
-        train_batches = labelled_batches(augmented["train"], tok, labels, config.batch_size, True, config.seed)
-        val = pd.read_parquet(corpus["splits"]["validation"])
-        val_labels = encode_scoped(val["label"], labels, corpus["splits"]["validation"])  # -1: out of scope
-        in_scope = [y >= 0 for y in val_labels]
-        val_batches = Batches(tok.encode_batch(val["text"][in_scope].tolist()), [y for y in val_labels if y >= 0],
-                              batch_size=256)
-        seed_everything(config.seed)  # before the model is built: its initial weights are part of the result
-        net = build_model(model, vocab_size=tok.vocab_size, num_labels=len(labels), words=tok.tokens())
-        extra, groups = [], None
+        prepared = prepare_classifier(corpus, augmented, tokenizer, model, config, pretrained, unfreeze, lr_decay)
+        tok, net, val, val_labels = prepared.tokenizer, prepared.net, prepared.val, prepared.val_labels
         if pretrained is not None:
-            _start_from(net, pretrained, tok, unfreeze)
-            if unfreeze == "gradual":
-                layers = layer_groups(net)
-                extra = [GradualUnfreezing(layers)]
-                groups = [{"params": g, "lr": config.lr / lr_decay ** (len(layers) - 1 - i),
-                           "weight_decay": config.weight_decay} for i, g in enumerate(layers)]
-        if model.kind == "bag_of_ngrams":  # its n-gram table holds rows only for buckets seen in training
-            mlflow.log_metric("ngram_rows", net.index_ngrams((b.ids, b.lengths) for b in train_batches))
+            _tag_pretrained(pretrained, prepared.copied, unfreeze)
+        if prepared.ngram_rows is not None:
+            mlflow.log_metric("ngram_rows", prepared.ngram_rows)
         mlflow.log_metric("parameters", sum(p.numel() for p in net.parameters()))
         refresh = refreshing(attack, pd.read_parquet(augmented["train"]), tok, labels, augmented["train"])
         key = digest_of(model, config, augmented["digest"], corpus["digests"]["validation"], tokenizer["digest"],
                         calibration, *([attack] if refresh else []),
                         *([pretrained["digest"], unfreeze, lr_decay] if pretrained else []))
         out = output_dir(work_dir, stage, key)
-        saves, start = checkpointing(out, resume)
-        result = train_classifier(net, train_batches, val_batches, len(labels), config,
-                                  callbacks=[log_epochs, *extra, *refresh, *saves, *(callbacks or [])], resume=start, param_groups=groups,
-                                  words=tok.tokens())
+        if config.distributed is not None:  # torchrun's processes train; rank 0 logs the epochs to this run
+            from tasks.distributed import launch
+
+            result = launch(out, run.info.run_id, tracking.uri, net,
+                            {"corpus": corpus, "augmented": augmented, "tokenizer": tokenizer,
+                             "model": model.model_dump(mode="json"), "config": config.model_dump(mode="json"),
+                             "pretrained": pretrained, "unfreeze": unfreeze, "lr_decay": lr_decay}, resume)
+        else:
+            saves, start = checkpointing(out, resume)
+            result = train_classifier(net, prepared.train_batches, prepared.val_batches, len(labels), config,
+                                      callbacks=[log_epochs, *prepared.callbacks, *refresh, *saves, *(callbacks or [])],
+                                      resume=start, param_groups=prepared.groups, words=tok.tokens())
+        val_batches = prepared.val_batches
         mlflow.log_metrics({"best_epoch": result.best_epoch, f"best_val_{config.metric}": result.best_metric,
                             "train_seconds": result.seconds, "stopped_early": int(result.stopped_early)})
         train_labels = encode_labels(pd.read_parquet(corpus["splits"]["train"])["label"], labels,

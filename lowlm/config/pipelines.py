@@ -85,6 +85,19 @@ class PipelineConfig(_Pipeline):
         return self
 
     @model_validator(mode="after")
+    def _distributed_plain_steps(self) -> "PipelineConfig":
+        """What the train stage does not run under torchrun (yet): refreshed adversarial rows, gradual unfreezing."""
+        if self.train.distributed is None:
+            return self
+        if self.attack.refresh.every:
+            raise ValueError("train.distributed: adversarial rows re-generated during training (attack.refresh) are "
+                             "not run under DDP; set attack.refresh.every: 0 or drop train.distributed")
+        if self.pretrained is not None and self.pretrained.unfreeze == "gradual":
+            raise ValueError("train.distributed: gradual unfreezing (pretrained.unfreeze: gradual) is not run under "
+                             "DDP; set pretrained.unfreeze: all or drop train.distributed")
+        return self
+
+    @model_validator(mode="after")
     def _bag_of_ngrams_trains_with_its_own_defaults(self) -> "PipelineConfig":
         """A bag of n-grams learns with far larger steps than a recurrent model: the ``train`` settings a
         config leaves unset take ``BAG_TRAIN_DEFAULTS`` (chosen on validation across SST-2, TREC-6 and

@@ -3,14 +3,22 @@
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from lowlm.config.attack import AttackConfig, PerturbationConfig  # noqa: F401 (AttackConfig: re-exported)
 from lowlm.config.base import _Strict
 from lowlm.config.data import CorpusConfig
 from lowlm.config.runner import Runner
+
+
+def _classifiers_only_distributed(cls, value):
+    """``train.distributed`` of a trainer whose stage does not launch torchrun (yet): a config error, not ignored."""
+    if value is not None:
+        raise ValueError("distributed: only the classifier's train stage runs under torchrun (DDP) so far")
+    return value
 
 
 class TokenizerConfig(_Strict):
@@ -20,6 +28,31 @@ class TokenizerConfig(_Strict):
     vocab_size: int = Field(30000, gt=10)
     min_frequency: int = Field(1, ge=1)
     max_length: int = Field(128, gt=0, description="Longer inputs are truncated at encode time.")
+
+
+class DistributedConfig(_Strict):
+    """Data-parallel training (torch DDP) under ``torchrun``: the train stage launches ``nodes x
+    procs_per_node`` processes that share every global batch (``batch_size`` rows), so the steps are
+    those of one process on the same batches. On one machine the stage starts them all; across
+    machines it starts the first node's and logs the command each other node runs (docs/team.md)."""
+
+    nodes: int = Field(1, ge=1, description="Machines taking part; the others run the logged torchrun command.")
+    procs_per_node: int = Field(2, ge=1, description="Processes per machine (one per GPU, or per few CPU cores).")
+    backend: Literal["auto", "gloo", "nccl"] = Field("auto", description="auto: nccl when the processes have GPUs, "
+                                                                         "else gloo.")
+    endpoint: str | None = Field(None, description="host:port of the rendezvous on the first machine, which every "
+                                                   "node reaches; needed when nodes > 1 (one machine: 127.0.0.1 and "
+                                                   "a free port).")
+    threads: int | None = Field(None, ge=1, description="torch threads per process; None: torchrun's 1 when a "
+                                                        "machine runs several.")
+
+    @model_validator(mode="after")
+    def _endpoint_across_machines(self) -> "DistributedConfig":
+        if self.nodes > 1 and not self.endpoint:
+            raise ValueError(f"nodes is {self.nodes}: set endpoint (host:port of the first machine's rendezvous)")
+        if self.endpoint and not re.match(r"^[^\s:/]+:\d{1,5}$", self.endpoint):
+            raise ValueError(f"endpoint {self.endpoint!r}: expected host:port, e.g. 10.0.0.5:29400")
+        return self
 
 
 class TrainConfig(_Strict):
@@ -43,10 +76,21 @@ class TrainConfig(_Strict):
     progress: bool = True
     perturbation: PerturbationConfig = Field(default_factory=PerturbationConfig,
                                              description="Adversarial training in embedding space (FGM, PGD, FreeLB).")
+    distributed: DistributedConfig | None = Field(
+        None, description="Train under torchrun with DDP (classifiers); None: in the stage's own process.")
+
+    @model_validator(mode="after")
+    def _distributed_plain_steps(self):
+        if self.distributed is not None and self.perturbation.method != "none":
+            raise ValueError(f"distributed: embedding-space perturbation ({self.perturbation.method}) is not run "
+                             "under DDP; set perturbation.method: none or drop distributed")
+        return self
 
 
 class LanguageModelTrainConfig(TrainConfig):
     """Training settings for a language model: the classifier's, plus how texts are cut into sequences."""
+
+    _not_distributed = field_validator("distributed")(_classifiers_only_distributed)
 
     batch_size: int = Field(64, ge=1)
     epochs: int = Field(5, ge=1)
@@ -134,6 +178,8 @@ class FewShotConfig(Runner):
 class ReaderTrainConfig(TrainConfig):
     """Training settings for an extractive reader; epochs are selected on validation F1 (or exact match)."""
 
+    _not_distributed = field_validator("distributed")(_classifiers_only_distributed)
+
     epochs: int = Field(12, ge=1)
     batch_size: int = Field(32, ge=1)
     metric: Literal["f1", "exact_match"] = Field("f1", description="The SQuAD metric that selects the epoch.")
@@ -186,6 +232,8 @@ class PretrainedConfig(_Strict):
 
 class Seq2SeqTrainConfig(TrainConfig):
     """Training settings for sequence-to-sequence models: the classifier's plus decoding and smoothing."""
+
+    _not_distributed = field_validator("distributed")(_classifiers_only_distributed)
 
     label_smoothing: float = Field(0.1, ge=0, lt=1)
     metric: Literal["bleu", "chrf", "rougeL", "loss"] = Field(

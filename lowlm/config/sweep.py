@@ -195,6 +195,9 @@ def check_space(config, space: dict[str, Dimension]) -> None:
     config: raises SweepSpaceError naming the key otherwise."""
     if getattr(config, "task", None) != "classification":
         raise SweepSpaceError(f"lowlm sweep runs classification presets; this preset is a {config.task} pipeline")
+    if config.train.distributed is not None:
+        raise SweepSpaceError("train.distributed: a sweep's trials train in the flow's own processes (and prune "
+                              "by epoch there); drop train.distributed from the preset, or --set it to null")
     for key, dimension in space.items():
         if key == "model.kind":
             raise SweepSpaceError("sweep space key 'model.kind': a sweep searches one kind of model; choose it "

@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 
 from lowlm.config import TrainConfig
 from lowlm.files import save_tensors
+from lowlm.training import distributed
 from lowlm.training.optim import make_optimizers, sparse_parameters
 
 
@@ -210,6 +211,8 @@ class Trainer:
         self.schedulers: list[torch.optim.lr_scheduler.LRScheduler] = []
         self.train_data = None
         self.total_steps = 0
+        self.world = distributed.World()
+        self.forward_model = model  # what computes the training loss: the model, or its DDP wrapper
 
     def fit(self, train, validation=None, resume: str | Path | None = None) -> TrainResult:
         """Train on ``train`` (re-iterable batches), select epochs on ``validation`` (or keep the last
@@ -225,6 +228,10 @@ class Trainer:
             for p in frozen:
                 p.requires_grad_(False)
         self.model.to(self.device)
+        self.world = distributed.current()
+        if self.world.size > 1:  # under torchrun: this rank's share of every global batch, gradients all-reduced
+            train = distributed.RankBatches(train, self.world)
+            self.forward_model = nn.parallel.DistributedDataParallel(self.model)
         self.train_data = train
         try:
             self._build_optimizers(len(train))
@@ -260,8 +267,11 @@ class Trainer:
             # disable=None: a bar on a terminal, nothing in logs and pipes
             bar = tqdm(train, desc=f"epoch {epoch}/{cfg.epochs}", disable=None if cfg.progress else True, leave=False)
             for batch in bar:
-                out = objective.loss(model, batch, self.device)
-                loss = out.value
+                weight = 1.0
+                if isinstance(batch, distributed.Share):  # the rank's share: weighted so the mean gradient is global
+                    batch, weight = batch.batch, batch.weight
+                out = objective.loss(self.forward_model, batch, self.device)
+                loss = out.value * weight if weight != 1.0 else out.value
                 for cb in self.callbacks:
                     loss = cb.on_loss(self, batch, loss)
                 for opt in self.optimizers:
@@ -274,12 +284,14 @@ class Trainer:
                     opt.step()
                     sched.step()
                 self.step += 1
-                value = loss.item()
-                running += value * out.count
-                seen += out.count
+                value = loss.item() / weight if weight else 0.0  # this rank's mean loss over its rows
+                count = out.count if weight else 0
+                running += value * count
+                seen += count
                 bar.set_postfix(loss=f"{running / max(1, seen):.4f}")
                 self._call("on_step_end", self.step, value)
             elapsed = time.perf_counter() - epoch_start
+            running, seen = distributed.sum_over_ranks(running, seen)  # the global batches' mean loss
             train_seconds, units = train_seconds + elapsed, units + seen
             metrics = objective.evaluate(model, validation, self.device) if validation is not None else {}
             metrics["train_loss"] = running / max(1, seen)
