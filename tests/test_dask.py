@@ -92,7 +92,7 @@ def test_attack_shards_on_dask_workers_equal_thread_shards(prefect_harness, trai
     pd.DataFrame({"text": test["text"], "label": [classifier.labels[int(y)] for y in test["label"]]}).to_parquet(split)
     runs = {}
     for runner in ("thread", "dask"):
-        config = AttackConfig(method="char", shard_rows=8, runner=runner, workers=2)
+        config = AttackConfig(method="word", shard_rows=8, runner=runner, workers=2)  # WordNet from 2 threads
         parts = attack_flow(model, str(split), config, str(tmp_path / runner))
         assert all(str(tmp_path / runner) in p["path"] for p in parts)
         runs[runner] = merged(parts)

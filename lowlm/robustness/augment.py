@@ -38,6 +38,9 @@ from lowlm.config.augment import BackTranslationAugmenter, EdaAugmenter, NoiseAu
 # nlpaug draws from the generators its modules hold (``random`` and ``numpy.random``): one shard at a time
 # points them at generators of its own (``shard_generators``)
 _GLOBAL_RNG = threading.Lock()
+# NLTK's corpus readers share one open zip file per corpus and are not safe across threads (two attack
+# shards on the thread runner read WordNet at once): every read here holds this lock
+NLTK_LOCK = threading.RLock()
 WORDNET_RESOURCES = ("corpora/wordnet.zip", "taggers/averaged_perceptron_tagger_eng.zip")
 EDA_OPERATIONS = ("synonym", "random_insert", "random_swap", "random_delete")
 
@@ -67,11 +70,12 @@ def wordnet_synonyms(word: str) -> list[str]:
     from nltk.corpus import wordnet
 
     seen: dict[str, None] = {}
-    for synset in wordnet.synsets(word):
-        for lemma in synset.lemmas():
-            name = lemma.name().replace("_", " ").replace("-", " ").lower()
-            if name != word.lower() and all(c.isalpha() or c == " " for c in name):
-                seen[name] = None
+    with NLTK_LOCK:
+        lemmas = [lemma.name() for synset in wordnet.synsets(word) for lemma in synset.lemmas()]
+    for lemma in lemmas:
+        name = lemma.replace("_", " ").replace("-", " ").lower()
+        if name != word.lower() and all(c.isalpha() or c == " " for c in name):
+            seen[name] = None
     return list(seen)
 
 

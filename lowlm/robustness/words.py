@@ -180,7 +180,11 @@ def coarse_tags(words: Sequence[str]) -> list[str]:
     """A coarse part of speech per word (noun, verb, adjective, adverb or other) from NLTK's tagger."""
     import nltk
 
-    return [_coarse(tag) for _, tag in nltk.pos_tag(list(words))]
+    from lowlm.robustness.augment import NLTK_LOCK
+
+    with NLTK_LOCK:
+        tagged = nltk.pos_tag(list(words))
+    return [_coarse(tag) for _, tag in tagged]
 
 
 def _coarse(tag: str) -> str:
