@@ -41,7 +41,12 @@ def ensure_experiment(name: str) -> str:
         db = Path(uri.removeprefix("sqlite:///"))
         db.parent.mkdir(parents=True, exist_ok=True)
         location = (db.parent.resolve() / "artifacts").as_uri()
-    return mlflow.create_experiment(name, artifact_location=location)
+    try:
+        return mlflow.create_experiment(name, artifact_location=location)
+    except mlflow.exceptions.MlflowException as exc:  # another flow created it since we looked: use theirs
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS" or mlflow.get_experiment_by_name(name) is None:
+            raise
+        return mlflow.get_experiment_by_name(name).experiment_id
 
 
 PID_TAG, HOST_TAG, START_TAG = "lowlm.pid", "lowlm.host", "lowlm.process_start"
