@@ -20,7 +20,7 @@ export OMP_WAIT_POLICY ?= PASSIVE
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SCREENSHOTS ?= docs/screenshots
 
-.PHONY: run test bench install clean serve ui ui-check fonts
+.PHONY: run test bench install clean serve ui ui-check fonts team-up team-down postgres
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,8 +35,13 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/lowlm run sample
 
-test: $(STAMP)
+test: $(STAMP) postgres
 	$(BIN)/python -m pytest -q
+
+# PostgreSQL's server programs (initdb, pg_ctl) for the team set-up and its tests: Debian's package when missing
+postgres:
+	@command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq postgresql; }
 
 # Slow tests and benchmarks on ../shared/data (see docs/benchmarks.md)
 bench: $(STAMP)
@@ -50,6 +55,14 @@ serve: $(STAMP)
 # Prefect UI on 127.0.0.1:4200 and MLflow UI on 127.0.0.1:5000 until Ctrl-C
 ui: $(STAMP)
 	$(BIN)/lowlm ui
+
+# The team set-up on this machine: PostgreSQL on 127.0.0.1:5433 (as the postgres user when root) plus the
+# MLflow server (:5000) and the Prefect server (:4200) on it, in the background; team-down stops all three
+team-up: $(STAMP) postgres
+	$(BIN)/lowlm team up
+
+team-down: $(STAMP)
+	$(BIN)/lowlm team down
 
 # Debian's CJK fonts, so attention maps draw Chinese tokens
 fonts:

@@ -248,7 +248,9 @@ def sweep(preset: Annotated[str, typer.Argument(help="classification preset name
           study: Annotated[Optional[str], typer.Option(help="Optuna study name (default: from preset and space)")]
           = None,
           storage: Annotated[Optional[str], typer.Option(
-              help="Optuna database URL (default: beside the MLflow store)")] = None,
+              envvar="LOWLM_SWEEP_STORAGE",
+              help="Optuna database URL (default: beside the MLflow store; `lowlm team up` sets LOWLM_SWEEP_STORAGE)")]
+          = None,
           set_: Overrides = []) -> None:  # noqa: B006
     """Search a preset's hyperparameters with Optuna (TPE, median pruning); register the best trial's model."""
     from lowlm.config import load_pipeline_config
@@ -785,30 +787,49 @@ class _prefect_api:
 @app.command()
 def ui(prefect_port: Annotated[int, typer.Option(help="Prefect server port")] = DEFAULT_PREFECT_PORT,
        mlflow_port: Annotated[int, typer.Option(help="MLflow UI port")] = DEFAULT_MLFLOW_PORT,
-       prefect: Annotated[bool, typer.Option(help="start the Prefect server too")] = True) -> None:
+       prefect: Annotated[bool, typer.Option(help="start the Prefect server too")] = True,
+       database: Annotated[Optional[str], typer.Option(
+           help="a PostgreSQL server, postgresql://user[:password]@host[:port][/NAME]: both servers keep their "
+                "state there (databases NAME and NAME_prefect, NAME default lowlm), the team way (docs/team.md)")]
+       = None,
+       artifacts: Annotated[Optional[str], typer.Option(
+           help="with --database: the artifact root the MLflow server proxies (a folder, or s3://...)")] = None) -> None:
     """Start the Prefect server and the MLflow UI on 127.0.0.1, print both URLs, stop both on Ctrl-C."""
+    from flows.runtime import mask
     from flows.servers import port_in_use, start_mlflow, start_prefect
 
     ports = [p for p, wanted in ((prefect_port, prefect), (mlflow_port, True)) if wanted]
     taken = [p for p in ports if port_in_use(p)]
     if taken:
         fail(f"port(s) {', '.join(map(str, taken))} already in use; pick others with --prefect-port/--mlflow-port")
-    uri = _tracking_uri()
+    if database is not None:
+        from flows.team import TeamError, databases
+
+        try:
+            databases(database)
+        except TeamError as exc:
+            fail(str(exc))
+    uri = _tracking_uri() if database is None else mask(database)
     servers = []
     stop = {"now": False}
     for sig in (signal.SIGTERM, signal.SIGHUP):  # a closed terminal or `kill` stops both servers too
         signal.signal(sig, lambda *_: stop.update(now=True))
     try:
-        servers.append(start_mlflow(mlflow_port, uri, LOG_DIR))
-        if prefect:
-            servers.append(start_prefect(prefect_port, LOG_DIR))
-        for server in servers:
-            server.wait()
+        if database is None:
+            servers.append(start_mlflow(mlflow_port, uri, LOG_DIR))
+            if prefect:
+                servers.append(start_prefect(prefect_port, LOG_DIR))
+            for server in servers:
+                server.wait()
+        else:
+            servers = _team_servers(database, mlflow_port, prefect_port, artifacts, prefect)
         typer.echo(f"MLflow UI:  {servers[0].url}   (store {uri})")
         if prefect:
             typer.echo(f"Prefect UI: {servers[1].url}")
             typer.echo(f"for the CLI and `lowlm serve` in another terminal: "
                        f"export PREFECT_API_URL={servers[1].url}/api")
+        if database is not None:
+            typer.echo(f"and: export MLFLOW_TRACKING_URI={servers[0].url}")
         typer.echo("Ctrl-C stops both.")
         while not stop["now"] and all(s.process.poll() is None for s in servers):
             time.sleep(0.5)
@@ -823,6 +844,60 @@ def ui(prefect_port: Annotated[int, typer.Option(help="Prefect server port")] = 
         for server in servers:
             server.stop()
         typer.echo("stopped.")
+
+
+def _team_servers(database: str, mlflow_port: int, prefect_port: int, artifacts: str | None, prefect: bool) -> list:
+    """Both servers on the PostgreSQL server ``database``; one that does not answer raises RuntimeError naming it."""
+    import sqlalchemy.exc
+
+    from flows.runtime import mask
+    from flows.team import start_servers
+
+    try:
+        return start_servers(database, mlflow_port, prefect_port, artifacts or str(Path("mlruns/team-artifacts")
+                                                                                   .resolve()), LOG_DIR, prefect)
+    except sqlalchemy.exc.OperationalError as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise RuntimeError(f"the PostgreSQL server {mask(database)} cannot be used: {mask(reason)}") from None
+
+
+team_app = typer.Typer(help="A local PostgreSQL plus the MLflow and Prefect servers on it, in the background, for "
+                            "trying the team set-up on one machine (make team-up / team-down).", no_args_is_help=True)
+app.add_typer(team_app, name="team")
+TEAM_DIR = Path(".lowlm/team")
+
+
+@team_app.command("up")
+def team_up(postgres_port: Annotated[int, typer.Option(help="PostgreSQL port on 127.0.0.1")] = 5433,
+            mlflow_port: Annotated[int, typer.Option(help="MLflow server port")] = DEFAULT_MLFLOW_PORT,
+            prefect_port: Annotated[int, typer.Option(help="Prefect server port")] = DEFAULT_PREFECT_PORT,
+            folder: Annotated[Path, typer.Option(help="where the cluster, artifacts and logs live")] = TEAM_DIR) -> None:
+    """Start PostgreSQL (as the postgres user when run as root), then both servers on it; print the exports."""
+    from flows.postgres import PostgresUnavailable
+    from flows.team import TeamError, up
+
+    try:
+        state = up(folder, postgres_port, mlflow_port, prefect_port)
+    except (TeamError, PostgresUnavailable, RuntimeError, TimeoutError) as exc:
+        fail(str(exc), 1)
+    typer.echo(f"PostgreSQL {state['postgres']['url']} (data in {state['postgres']['folder']})")
+    for server in state["servers"]:
+        typer.echo(f"{server['name']}: {server['url']}  (log {server['log']})")
+    typer.echo("use them from any shell (make team-down stops everything):")
+    for key, value in state["environment"].items():
+        typer.echo(f"export {key}={value}")
+
+
+@team_app.command("down")
+def team_down(folder: Annotated[Path, typer.Option(help="the folder `team up` used")] = TEAM_DIR) -> None:
+    """Stop both servers and PostgreSQL (its data stays in the folder for the next `team up`)."""
+    from flows.team import TeamError, down
+
+    try:
+        state = down(folder)
+    except TeamError as exc:
+        fail(str(exc))
+    typer.echo(f"stopped {', '.join(s['name'] for s in state['servers'])} and PostgreSQL")
 
 
 @app.command()

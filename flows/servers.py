@@ -98,8 +98,10 @@ def _start(name: str, command: list[str], url: str, health: str, log: Path, env:
     return Server(name, process, url, health, log)
 
 
-def start_prefect(port: int, log_dir: Path, home: str | None = None, ui: bool = True) -> Server:
-    """``prefect server start`` on 127.0.0.1:``port`` (its SQLite database under PREFECT_HOME or ``home``)."""
+def start_prefect(port: int, log_dir: Path, home: str | None = None, ui: bool = True,
+                  database: str | None = None) -> Server:
+    """``prefect server start`` on 127.0.0.1:``port`` (its SQLite database under PREFECT_HOME or ``home``, or
+    the PostgreSQL ``database``: a ``postgresql+asyncpg://`` URL)."""
     url = f"http://{HOST}:{port}"
     # the UI calls the API at PREFECT_SERVER_UI_API_URL, which otherwise says port 4200
     env = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1",
@@ -107,15 +109,20 @@ def start_prefect(port: int, log_dir: Path, home: str | None = None, ui: bool = 
            "PREFECT_SERVER_UI_API_URL": f"{url}/api"}
     if home:
         env["PREFECT_HOME"] = home
+    if database:
+        env["PREFECT_API_DATABASE_CONNECTION_URL"] = database
     return _start("Prefect server", [str(BIN / "prefect"), "server", "start", "--host", HOST, "--port", str(port)],
                   url, f"{url}/api/health", log_dir / f"prefect-{port}.log", env)
 
 
-def start_mlflow(port: int, backend_uri: str, log_dir: Path) -> Server:
-    """``mlflow server`` (UI, REST tracking API and artifact proxy) on 127.0.0.1:``port``, one process."""
+def start_mlflow(port: int, backend_uri: str, log_dir: Path, artifacts: str | None = None) -> Server:
+    """``mlflow server`` (UI, REST tracking API and artifact proxy) on 127.0.0.1:``port``, one process;
+    ``artifacts``: where the proxy keeps artifacts (a folder or an object store URI such as s3://bucket/path)."""
     url = f"http://{HOST}:{port}"
     command = [str(BIN / "mlflow"), "server", "--backend-store-uri", backend_uri, "--host", HOST,
                "--port", str(port), "--workers", "1"]
+    if artifacts:
+        command += ["--serve-artifacts", "--artifacts-destination", artifacts]
     return _start("MLflow server", command, url, f"{url}/health", log_dir / f"mlflow-{port}.log",
                   {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
 

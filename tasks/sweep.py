@@ -25,12 +25,17 @@ class StudyUnavailable(RuntimeError):
     """The study's database cannot be opened; the message names it (credentials masked)."""
 
 
+def with_driver(url: str) -> str:
+    """A ``postgresql://`` URL with the driver that is installed (psycopg 3; SQLAlchemy's default is psycopg2)."""
+    return "postgresql+psycopg://" + url[len("postgresql://"):] if url.startswith("postgresql://") else url
+
+
 def ensure_database(url: str) -> None:
     """Create the PostgreSQL database ``url`` names when the server lacks it (Optuna creates tables, not
     databases); the role needs CREATEDB, or the database is made beforehand."""
     import sqlalchemy
 
-    target = sqlalchemy.engine.make_url(url)
+    target = sqlalchemy.engine.make_url(with_driver(url))
     admin = sqlalchemy.create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT",
                                      connect_args={"connect_timeout": CONNECT_TIMEOUT})
     try:
@@ -60,7 +65,7 @@ def open_study(storage: str, name: str, seed: int | None = None, startup_trials:
     try:
         if create and storage.startswith("postgresql"):
             ensure_database(storage)
-        db = optuna.storages.RDBStorage(storage, engine_kwargs=engine)
+        db = optuna.storages.RDBStorage(with_driver(storage), engine_kwargs=engine)
     except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.ArgumentError, ModuleNotFoundError) as exc:
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
         raise StudyUnavailable(f"the sweep's study database {mask(storage)} cannot be opened: {mask(reason)}") \
