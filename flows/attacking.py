@@ -50,10 +50,11 @@ def adversarial_split(corpus: dict, train_split: dict, victim: dict, config: Att
     return work(adversarial)(corpus, train_split, victim, config, parts, work.path, tracking)
 
 
-def robustness_of(corpus: dict, trained: dict, config: AttackConfig, work: WorkFolder, tracking) -> dict:
+def robustness_of(corpus: dict, trained: dict, config: AttackConfig, work: WorkFolder, tracking,
+                  run_name: str | None = None) -> dict:
     """The new model under attack on validation and test rows (shards of both on one runner), then the merge."""
     parts = {}
     if config.enabled:
         parts = attack_parts(trained, {split: (corpus["splits"][split], corpus["digests"][split], config.max_examples)
                                        for split in ("validation", "test")}, config, work, what="evaluate-attack")
-    return work(robustness)(corpus, trained, config, parts, tracking)
+    return work(robustness)(corpus, trained, config, parts, tracking, run_name)

@@ -5,6 +5,7 @@
     lowlm run sample --deployment                  ... or as a run of its served deployment
     lowlm run sample --resume                      continue an interrupted training from its checkpoint
     lowlm sweep trec --trials 16                   Optuna trials (TPE, median pruning); the best registered
+    lowlm compare trec models:/trec6/1 models:/trec6@champion    several versions side by side
     lowlm predict models:/intents@champion "where is my card"    (digests verified first)
     lowlm serve-model models:/intents@champion     REST on 127.0.0.1:5001 (verified, inputs checked)
     lowlm data add new_rows.csv                    queue data for the next retrain (and tell Prefect)
@@ -272,6 +273,36 @@ def sweep(preset: Annotated[str, typer.Argument(help="classification preset name
                f"{done['trials_pruned']} pruned, {done['trials_fail']} failed; {done['ran']} ran now")
     typer.echo(f"best trial {done['best_trial']}: validation {result['metrics']['best_val']:.4f}  "
                + "  ".join(f"{k}={v}" for k, v in done["best_params"].items()))
+
+
+@app.command()
+def compare(preset: Annotated[str, typer.Argument(help="classification preset whose corpus (test split) scores them")],
+            models: Annotated[list[str], typer.Argument(help="registered classifiers: models:/NAME/VERSION or "
+                                                             "models:/NAME@alias")],
+            workers: Annotated[int, typer.Option(help="models evaluated at once")] = 2,
+            runner: Annotated[str, typer.Option(help="thread or dask")] = "thread",
+            address: Annotated[Optional[str], typer.Option(help="dask: a running scheduler, tcp://host:8786")] = None,
+            attack: Annotated[bool, typer.Option(help="also each under the preset's attack")] = True,
+            set_: Overrides = []) -> None:  # noqa: B006
+    """Evaluate several registered classifiers side by side on one preset's corpus (and under its attack)."""
+    from lowlm.config import load_pipeline_config
+    from lowlm.config.stages import CompareConfig
+
+    try:
+        config = load_pipeline_config(preset, _overrides(set_))
+        settings = CompareConfig(models=models, workers=workers, runner=runner, address=address, attack=attack)
+    except (FileNotFoundError, ValueError) as exc:
+        fail(str(exc))
+    if config.task != "classification":
+        fail(f"lowlm compare scores classifiers; {preset} is a {config.task} pipeline")
+    from flows.compare import HEADLINE, compare as compare_flow
+
+    result, _ = _run_flow(lambda: compare_flow(config, settings, return_state=True))
+    shown = [k for k in HEADLINE if any(k in r for r in result["models"])]
+    typer.echo("\n" + "  ".join(["model".ljust(32), *shown]))
+    for row in result["models"]:
+        typer.echo("  ".join([row["model"][:32].ljust(32), *(f"{row[k]:.4f}".ljust(len(k)) if k in row else
+                                                              "-".ljust(len(k)) for k in shown)]))
 
 
 def describe_failure(exc: BaseException) -> str:

@@ -107,13 +107,13 @@ def adversarial(corpus: dict, train_split: dict, target: dict, config: AttackCon
 
 @task(name="evaluate-attack", **STAGE_OPTIONS)
 def robustness(corpus: dict, trained: dict, config: AttackConfig, parts: dict[str, list[dict]],
-               tracking: Tracking) -> dict:
+               tracking: Tracking, run_name: str | None = None) -> dict:
     """The new model under attack on up to ``max_examples`` validation and test rows each (in-scope rows;
     ``parts``: the attack shards of each split); ``val_attacked_accuracy`` is what the gate checks, the
     ``test_*`` numbers are reported and tagged."""
     if not config.enabled:
         return {"enabled": False, "metrics": {}}
-    with stage_run(tracking, "evaluate-attack"):
+    with stage_run(tracking, "evaluate-attack", run_name):
         _log_attack_params(config)
         mlflow.log_param("attack.shards", len(parts["validation"]) + len(parts["test"]))
         metrics, test_run = {}, None

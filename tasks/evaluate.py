@@ -26,12 +26,12 @@ from tasks._stage import Tracking, log_dataset, log_figure, log_json, log_table,
 
 
 @task(name="evaluate", **STAGE_OPTIONS)
-def evaluate(corpus: dict, trained: dict, tracking: Tracking) -> dict:
+def evaluate(corpus: dict, trained: dict, tracking: Tracking, run_name: str | None = None) -> dict:
     """Test metrics of the calibrated model; ``test_ece`` on the in-scope rows. A test split with
     out-of-scope rows is scored over ``labels + [out_of_scope]``, a rejected row predicted ``out_of_scope``
     (so ``test_accuracy`` counts a rejected out-of-scope row as right), with ``test_in_scope_accuracy`` and
     ``test_oos_recall`` beside it; without such rows ``test_accuracy`` is the plain argmax accuracy."""
-    with stage_run(tracking, "evaluate"):
+    with stage_run(tracking, "evaluate", run_name):
         classifier = TextClassifier.load(trained["model_dir"])
         labels = corpus["labels"]
         test = pd.read_parquet(corpus["splits"]["test"])

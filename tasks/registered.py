@@ -81,7 +81,7 @@ def fetch_classifier(uri: str, work_dir: str, tracking_uri: str) -> dict:
     got = fetch_bundle(uri, work_dir, tracking_uri, "attacked")
     if got.meta.get("kind") != "classifier":
         raise RegisteredRefError(f"{uri} (version {got.version}) is a {got.meta.get('kind') or 'model of unknown kind'}, "
-                                 f"not a classifier to attack")
+                                 f"not a classifier")
     return {"name": got.name, "version": got.version, "uri": got.uri, "digest": got.digest,
             "model_dir": str(got.path), "tags": got.tags}
 

@@ -311,3 +311,13 @@ class OptimizeConfig(_Strict):
                                                     "0-100) a registered variant may have.")
     latency_rows: int = Field(100, ge=1, description="Test texts timed one at a time (batch 1), and in batches of 64.")
     repeats: int = Field(3, ge=1, description="Timing repeats; p50 and p95 over all timed calls.")
+
+
+class CompareConfig(Runner):
+    """Several registered classifiers evaluated on one preset's corpus side by side (``lowlm compare``): each
+    model's evaluate stage is a task on the runner, then (``attack``) each under the preset's attack."""
+
+    models: list[str] = Field(min_length=1, description="Registered classifiers: models:/NAME/VERSION or "
+                                                        "models:/NAME@alias, each resolved and verified at the start.")
+    attack: bool = Field(True, description="Also attack each model with the preset's attack (when it is enabled).")
+
