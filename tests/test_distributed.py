@@ -91,6 +91,7 @@ def test_what_ddp_does_not_run_is_a_config_error(sample_csv, tmp_path):
         check_space(config_for(tmp_path, sample_csv, **{"train.distributed.procs_per_node": 2}), {})
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available(), reason="nccl needs a GPU to fail for want of one")
 def test_a_failed_launch_fails_the_stage_with_torchruns_own_words(prefect_harness, tmp_path, sample_csv):
     config = config_for(tmp_path, sample_csv, **{"train.distributed.procs_per_node": 2,
