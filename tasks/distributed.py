@@ -89,7 +89,8 @@ def launch(out: Path, run_id: str, tracking_uri: str, net: torch.nn.Module, inpu
     cmd = command(spec, config, endpoint, run_id, 0 if d.nodes > 1 else None)
     logfile = folder / "torchrun.log"
     with open(logfile, "w") as sink:
-        code = subprocess.run(cmd, env=env, cwd=str(ROOT), stdout=sink, stderr=subprocess.STDOUT).returncode
+        # the stage's own folder: relative paths in the spec (a relative work_dir) mean the same to the ranks
+        code = subprocess.run(cmd, env=env, cwd=os.getcwd(), stdout=sink, stderr=subprocess.STDOUT).returncode
     if code != 0 or not (folder / "result.json").exists():
         tail = "".join(logfile.read_text(errors="replace").splitlines(keepends=True)[-TAIL:])
         raise DistributedTrainingFailed(f"torchrun exited with {code} ({' '.join(cmd)}); log {logfile}:\n{tail}")
