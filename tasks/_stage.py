@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import socket
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -148,4 +149,22 @@ def log_dataset(frame: pd.DataFrame, name: str, digest: str, source: str, contex
         dataset = mlflow.data.from_pandas(frame, source=source, name=name, digest=digest, targets=targets)
     except Exception:  # a source MLflow cannot resolve (an in-memory frame): record the digest alone
         dataset = mlflow.data.from_pandas(frame, name=name, digest=digest, targets=targets)
-    mlflow.log_input(dataset, context=context)
+    for attempt in range(DATASET_ATTEMPTS):
+        try:
+            mlflow.log_input(dataset, context=context)
+            return
+        except mlflow.exceptions.MlflowException as exc:
+            # MLflow's store looks the dataset up, then inserts it: two runs logging the same split at once
+            # (two flows on one server) can both miss it, and the second insert breaks the unique key.
+            # Once the first has committed, the lookup finds it: try again.
+            if attempt + 1 == DATASET_ATTEMPTS or not _duplicate_key(exc):
+                raise
+            time.sleep(0.2 * (attempt + 1))
+
+
+DATASET_ATTEMPTS = 4
+
+
+def _duplicate_key(exc: Exception) -> bool:
+    text = str(exc)
+    return any(s in text for s in ("UniqueViolation", "UNIQUE constraint failed", "Duplicate entry", "dataset_pk"))

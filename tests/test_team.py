@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 import pandas as pd
@@ -78,6 +79,41 @@ def test_two_flows_on_the_team_servers_register_distinct_versions_and_one_champi
     with psycopg.connect(urls["prefect"].replace("+asyncpg", "")) as db:
         states = db.execute("SELECT state_type FROM flow_run WHERE name IS NOT NULL").fetchall()
         assert sum(s == ("COMPLETED",) for s in states) >= 2
+
+
+def test_one_split_logged_by_many_runs_at_once_is_one_dataset(team):
+    """MLflow's server looks a dataset up, then inserts it: runs logging the same split at once race for
+    the unique key (two flows did, in a clean-clone run); log_dataset tries again and every run gets it."""
+    import mlflow
+
+    from tasks._stage import log_dataset
+
+    uri, before = team["environment"]["MLFLOW_TRACKING_URI"], mlflow.get_tracking_uri()
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("dataset-race")
+    frame = pd.DataFrame({"text": ["where is my card", "refund please"], "label": ["card", "refund"]})
+    errors, barrier = [], threading.Barrier(8)
+
+    def one(i: int) -> None:
+        try:
+            with mlflow.start_run(experiment_id=experiment, run_name=f"r{i}"):
+                barrier.wait()
+                log_dataset(frame, name="test", digest="0123456789abcdef", source="/data/test.csv", context="test")
+        except Exception as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(8)]
+    mlflow.set_tracking_uri(uri)  # the runs go to the team's server; the session's store comes back after
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        mlflow.set_tracking_uri(before)
+    assert errors == []
+    runs = client.search_runs([experiment])
+    assert len(runs) == 8 and all(len(r.inputs.dataset_inputs) == 1 for r in runs)
 
 
 def test_a_sweeps_study_sits_in_the_same_postgresql(team):
