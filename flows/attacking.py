@@ -14,7 +14,7 @@ from __future__ import annotations
 import pandas as pd
 
 from lowlm.config.attack import AttackConfig
-from lowlm.inference.classifier import TextClassifier
+from lowlm.inference.bundle import read_meta
 from flows.runners import map_shards
 from tasks._cache import WorkFolder
 from tasks.adversarial import adversarial, attack_plan, attack_shard, robustness
@@ -24,7 +24,7 @@ def attack_parts(model: dict, samples: dict[str, tuple[str, str, int]], config: 
                  attackable_only: bool = False, what: str = "attack") -> dict[str, list[dict]]:
     """Attack ``model`` (a handle with ``model_dir`` and ``digest``) on every sample ``{name: (split file, its
     digest, rows wanted)}``, all shards on one runner; ``{name: [shard result, ...]}`` in shard order."""
-    labels = TextClassifier.load(model["model_dir"]).labels
+    labels = read_meta(model["model_dir"])["labels"]  # bundle.json: the weights load in the shards
     handle = {"model_dir": model["model_dir"], "digest": model["digest"]}
     recipe, size = config.placeless(), config.shard_rows
     parameters, owners = [], []  # owners[i]: the sample shard i belongs to

@@ -21,7 +21,7 @@ from prefect import flow
 from lowlm.config import PipelineConfig
 from lowlm.config.stages import CompareConfig
 from lowlm.data.corpus import corpus_fingerprint
-from lowlm.inference.classifier import TextClassifier
+from lowlm.inference.bundle import read_meta
 from flows.attacking import robustness_of
 from flows.runners import check_runners, map_shards
 from flows.runtime import guard_api_run
@@ -67,7 +67,7 @@ def compare(config: PipelineConfig, settings: CompareConfig) -> dict:
 
 def check_labels(uri: str, model: dict, labels: list[str]) -> None:
     """A model scored on this corpus must know its labels in its order (evaluate reads predictions as indices)."""
-    known = TextClassifier.load(model["model_dir"]).labels
+    known = read_meta(model["model_dir"])["labels"]  # bundle.json: the evaluate stage loads the weights
     if list(known) != list(labels):
         raise RegisteredRefError(f"{uri} (version {model['version']}) was trained on the labels {known}, not this "
                                  f"corpus's {labels}: compare models of the same task")

@@ -105,11 +105,3 @@ class Cluster:
         if (self.data / "postmaster.pid").exists():
             subprocess.run(_as_owner([binary("pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop"]),
                            capture_output=True)
-
-    def create_database(self, name: str) -> str:
-        """Create database ``name`` unless it exists; its URL (no driver)."""
-        from tasks.sweep import ensure_database
-
-        ensure_database(self.url(name, "psycopg"))
-        return self.url(name)
-

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import time
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -115,8 +116,6 @@ def down(folder: Path) -> dict:
 
 
 def _wait_gone(pid: int, timeout: float = 20.0) -> None:
-    import time
-
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
