@@ -14,8 +14,9 @@ For each corpus, seven variants trained with the same model and trainer settings
 - ``ascc``: the worst convex combination of each word's substitutes (itself, [UNK], its WordNet synonyms
   and nearest embeddings: the attack's own candidate sets) at every step, 3 ascent steps, the step
   alpha chosen in {1, 3, 10} by the same rule.
-- ``combined``: ``examples`` plus the best of fgm/pgd/freelb/ascc by validation accuracy under attack
-  (same rule).
+- ``combined``: ``examples`` plus each of fgm/pgd/freelb/ascc whose chosen setting kept the clean floor
+  (at its chosen strength; the best one under attack when none did), one record each
+  (``combined:fgm``, ...); the combination reported is the best by the same rule.
 
 Each variant: clean accuracy on test, then the word attack on every test row and every validation row.
 The attack is the library's word attack with 50 embedding neighbours per word (see ``NEIGHBOURS``).
@@ -253,8 +254,8 @@ def examples_of(run, limit: int = 5) -> list[dict]:
 
 
 class Bench:
-    def __init__(self, out: Path, quick: bool):
-        self.out, self.quick = out, quick
+    def __init__(self, out: Path, quick: bool, combine: list[str] | None = None):
+        self.out, self.quick, self.combine = out, quick, combine
         self.runs_path = out.parent / f"{out.name}_runs.jsonl"
         self.cache = out.parent / f"{out.name}_cache"
         self.data: dict[str, Data] = {}
@@ -268,7 +269,7 @@ class Bench:
                 if line.strip():
                     r = json.loads(line)
                     if r["dataset"] == data.name and comparable(r["settings"]) == comparable(data.settings()):
-                        found[r["variant"]] = r
+                        found[record_key(r)] = r
         return found
 
     def save(self, record: dict) -> None:
@@ -339,7 +340,7 @@ class Bench:
         return out
 
     # -- variants ----------------------------------------------------------------------------------------
-    def run_variant(self, data: Data, variant: str, done: dict) -> dict:
+    def run_variant(self, data: Data, variant: str, done: dict, method: str | None = None) -> dict:
         start = time.perf_counter()
         record = {"dataset": data.name, "variant": variant, "settings": data.settings()}
         if variant == "undefended":
@@ -373,12 +374,11 @@ class Bench:
                           candidates=candidates, val_word=best["val_word"])
             record.update(self.evaluate(data, models[best["strength"]], splits=("test",)))
         elif variant == "combined":
-            best = most_robust(EMBEDDING, lambda v: done[v]["val_word"], clean_floor(done))
-            p = PerturbationConfig(**done[best]["perturbation"])
-            log(f"[{data.name}] combined: examples + {best} ({describe(p)})")
+            p = PerturbationConfig(**done[method]["perturbation"])
+            log(f"[{data.name}] combined: examples + {method} ({describe(p)})")
             gen = self.generate(data)
             model, info = data.train(p, extra=(gen["texts"], gen["labels"]), refresh=True)
-            record.update(with_method=best, perturbation=p.model_dump(), train=info,
+            record.update(with_method=method, perturbation=p.model_dump(), train=info,
                           generated=gen["summary"] | {"rows_added": len(gen["texts"])})
             record.update(self.evaluate(data, model))
         record["seconds"] = time.perf_counter() - start
@@ -406,21 +406,28 @@ class Bench:
         for variant in VARIANTS:
             if variant not in variants:
                 continue
-            if variant in done:
+            if variant != "combined" and variant in done:
                 log(f"[{name}] {variant}: done before, skipped")
                 continue
-            needs = {"combined": EMBEDDING}.get(variant, [])
+            needs = {"combined": ["undefended", *EMBEDDING]}.get(variant, [])
             done = {**self.records(data), **done}  # what another process running other variants has finished since
             missing = [v for v in needs if v not in done]
             if missing:
                 log(f"[{name}] {variant}: needs {missing} first, skipped")
                 continue
-            log(f"[{name}] {variant}")
-            record = self.run_variant(data, variant, done)
-            self.save(record)
-            done[variant] = record
-            log(f"[{name}] {variant} done in {record['seconds']:.0f} s")
-        return done
+            methods = [m for m in combination_methods(done) if self.combine is None or m in self.combine]
+            for method in methods if variant == "combined" else [None]:
+                key = f"{variant}:{method}" if method else variant
+                done = {**self.records(data), **done}
+                if key in done:
+                    log(f"[{name}] {key}: done before, skipped")
+                    continue
+                log(f"[{name}] {key}")
+                record = self.run_variant(data, variant, done, method)
+                self.save(record)
+                done[key] = record
+                log(f"[{name}] {key} done in {record['seconds']:.0f} s")
+        return {**self.records(data), **done}  # with what another process finished meanwhile
 
 
 # -- choosing on validation ---------------------------------------------------------------------------------
@@ -430,6 +437,25 @@ CLEAN_TOLERANCE = 0.01  # a defence may cost at most 1 point of clean accuracy (
 def clean_floor(done: dict) -> float:
     """The validation clean accuracy a defence must keep: the undefended model's, less the tolerance."""
     return done["undefended"]["val_word"]["clean_accuracy"] - CLEAN_TOLERANCE
+
+
+def record_key(record: dict) -> str:
+    """``combined`` runs once per embedding method it is combined with: ``combined:pgd``."""
+    return f"combined:{record['with_method']}" if record["variant"] == "combined" else record["variant"]
+
+
+def combination_methods(done: dict) -> list[str]:
+    """The embedding methods worth combining with ``examples``: those whose chosen setting kept the clean
+    floor on validation (the most robust one regardless, when none did)."""
+    floor = clean_floor(done)
+    kept = [m for m in EMBEDDING if done[m]["val_word"]["clean_accuracy"] >= floor - 1e-9]
+    return kept or [most_robust(EMBEDDING, lambda m: done[m]["val_word"], floor)]
+
+
+def ordered(done: dict) -> list[str]:
+    """The recorded variants in run order, each combination after the plain ones."""
+    keys = [v for v in VARIANTS if v in done]
+    return keys + [f"combined:{m}" for m in EMBEDDING if f"combined:{m}" in done]
 
 
 def most_robust(items, validation, floor: float):
@@ -448,14 +474,15 @@ def pick(summary: dict) -> dict:
 def dataset_result(name: str, done: dict) -> dict | None:
     if "undefended" not in done:
         return None
-    ready = [v for v in DEFENDED if v in done]
+    ready = [v for v in ordered(done) if v != "undefended"]
     out = {"undefended": pick(done["undefended"]["test_word"])}
     if ready:
         best = most_robust(ready, lambda v: done[v]["val_word"], clean_floor(done))
-        out["defended"] = {**pick(done[best]["test_word"]), "method": best,
+        out["defended"] = {**pick(done[best]["test_word"]), "method": done[best]["variant"],
+                           **({"with_method": done[best]["with_method"]} if "with_method" in done[best] else {}),
                            "val_attacked_accuracy": done[best]["val_word"]["attacked_accuracy"],
                            "val_clean_accuracy": done[best]["val_word"]["clean_accuracy"]}
-        if len(ready) < len(DEFENDED):
+        if not set(DEFENDED) <= {done[v]["variant"] for v in ready}:
             out["defended"]["note"] = f"chosen among {ready} only: the others have not run"
     out["batched_speedup"] = done["undefended"]["speed"]["batched_speedup"]
     out["speed"] = done["undefended"]["speed"]
@@ -470,10 +497,10 @@ def dataset_result(name: str, done: dict) -> dict | None:
                            **({"strength_candidates": [{"strength": c["strength"], "validation": pick(c["val_word"])}
                                                       for c in done[v]["candidates"]]} if "candidates" in done[v] else {}),
                            "seconds": done[v]["seconds"]}
-                       for v in VARIANTS if v in done}
+                       for v in ordered(done)}
     out["settings"] = done["undefended"]["settings"]
-    out["seconds"] = {v: round(done[v]["seconds"], 1) for v in VARIANTS if v in done}
-    out["seconds"]["total"] = round(sum(done[v]["seconds"] for v in VARIANTS if v in done), 1)
+    out["seconds"] = {v: round(done[v]["seconds"], 1) for v in ordered(done)}
+    out["seconds"]["total"] = round(sum(done[v]["seconds"] for v in ordered(done)), 1)
     return out
 
 
@@ -507,12 +534,14 @@ def markdown(results: dict[str, dict]) -> str:
                   "| variant | test clean acc. | test acc. under attack | success rate | words perturbed | queries "
                   "| val. clean acc. | val. acc. under attack | best epoch | wall s |",
                   "|---|---|---|---|---|---|---|---|---|---|"]
+        d = res.get("defended", {})
+        defended = f"{d['method']}:{d['with_method']}" if "with_method" in d else d.get("method")
         for v, r in res["variants"].items():
-            label = v
+            label = v.split(":")[0]
             if "perturbation" in r:
                 p = r["perturbation"]
                 label += f" ({r['with_method'] + ', ' if 'with_method' in r else ''}{describe(PerturbationConfig(**p))})"
-            if res.get("defended", {}).get("method") == v:
+            if v == defended:
                 label = f"**{label}** (defended)"
             te, va = r["test"], r["validation"]
             lines.append(f"| {label} | {pct(te['clean_accuracy'])} | {pct(te['attacked_accuracy'])} | "
@@ -539,6 +568,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("datasets", nargs="*", help=f"any of {', '.join(DATASETS)} (default: all)")
     parser.add_argument("--variants", nargs="+", default=VARIANTS, choices=VARIANTS)
+    parser.add_argument("--combine", nargs="+", choices=EMBEDDING, metavar="METHOD",
+                        help="run only these of combined's combinations (to split them between processes)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--quick", action="store_true", help="smoke test: slices of every split, 2 epochs")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "adversarial"))
@@ -548,7 +579,7 @@ def main(argv=None) -> int:
         parser.error(f"unknown data sets {unknown}: choose from {list(DATASETS)}")
     torch.set_num_threads(args.threads)
     out = Path(args.out)
-    bench = Bench(out, args.quick)
+    bench = Bench(out, args.quick, args.combine)
     start = time.perf_counter()
     results = {}
     for name in args.datasets or list(DATASETS):
