@@ -94,9 +94,14 @@ def save(record: dict) -> None:
         fh.write(json.dumps(record) + "\n")
 
 
-def stage_pretrain() -> LanguageModelBundle:
+def pretrain_key() -> str:
+    """The key of the LM that ``pretrain`` makes with today's code and settings."""
     key = f"pretrain-{code_digest()}-{json.dumps([LM.model_dump(), LM_TRAIN.model_dump(), VOCAB], sort_keys=True)}"
-    key = "pretrain-" + hashlib.sha256(key.encode()).hexdigest()[:16]
+    return "pretrain-" + hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def stage_pretrain() -> LanguageModelBundle:
+    key = pretrain_key()
     folder = CACHE / key
     done = find(key)
     if done and (folder / "lm").exists():
@@ -333,15 +338,21 @@ def full_run(corpus_name: str, variant: str, seed: int, lm: LanguageModelBundle,
 
 def stage_full(corpora=("trec", "sst2"), seeds=SEEDS, variants=("pretrained", "scratch")) -> dict:
     """Runs ``seeds`` x ``variants`` (paired, seed by seed; several processes can share the seeds), then
-    writes a corpus's entry once all of SEEDS x both variants are on record."""
-    lm_record, lm = latest_lm()
+    writes a corpus's entry once all of SEEDS x both variants are on record. Scratch runs do not read the
+    LM, only name it: a process running only them can start while ``pretrain`` is still training it."""
+    if "pretrained" in variants:
+        lm_record, lm = latest_lm()
+        lm_key = lm_record["key"]
+    else:
+        done = [r for r in records() if r["stage"] == "pretrain" and (CACHE / r["key"] / "lm").exists()]
+        lm, lm_key = None, done[-1]["key"] if done else pretrain_key()
     path = RESULTS / "pretrained_full.json"
     out = json.loads(path.read_text()) if path.exists() else {}
     for name in corpora:
         for seed in seeds:
             for variant in variants:
-                full_run(name, variant, seed, lm, lm_record["key"])
-        runs = {v: [full_run(name, v, seed, lm, lm_record["key"], run=False) for seed in SEEDS]
+                full_run(name, variant, seed, lm, lm_key)
+        runs = {v: [full_run(name, v, seed, lm, lm_key, run=False) for seed in SEEDS]
                 for v in ("pretrained", "scratch")}
         if any(r is None for rs in runs.values() for r in rs):
             print(f"{name}: waiting for other seeds ({ {v: [r is not None for r in rs] for v, rs in runs.items()} })")
