@@ -16,8 +16,9 @@ For each model (``--models``), in one process and at the same time:
   reads them (lowercased, punctuation split: ``bag_vs_fasttext.fasttext_text``, not timed).
 
 Every path runs torch with ``--threads`` intra-op threads (default 1: a client and two servers share
-the cores; torch's default, one per core each, oversubscribes them). Each cell: ``requests`` calls of 1 text and of 64 texts (the corpus's test texts, cycled) after a
-warm-up, the paths asked in alternation so that machine noise hits all alike; p50, p95 and throughput
+the cores; torch's default, one per core each, oversubscribes them). Each cell: ``requests`` calls of
+1 text and of 64 texts (the corpus's test texts, cycled) after a warm-up, the paths asked in
+alternation so that machine noise hits all alike; p50, p95 and throughput
 (texts per second at the median). Medians over ``repeats``; each finished repeat is appended to
 ``benchmarks/results/serving_runs.jsonl`` and a rerun resumes. Results: ``serving.json`` (per model and
 path: ``b1_p50_ms``, ``b1_p95_ms``, ``b64_p50_ms``, ``b64_p95_ms``, ``b64_texts_per_second``, and the
@@ -27,6 +28,9 @@ Models: the registry's champions in the project's store (``MLFLOW_TRACKING_URI``
 by the pipelines when missing: ``intents`` (``lowlm run sample``, the BiGRU-attention classifier),
 ``intents-bag`` (the same preset with ``model.kind=bag_of_ngrams``) and ``translate-sample``
 (``lowlm run translate-sample``, the GRU encoder-decoder with attention).
+
+Run it on quiet cores: with CPU-bound work beside it the scheduler favours the servers, which sleep
+between requests, over the in-process paths, and REST comes out faster than the raw bundle.
 """
 
 from __future__ import annotations
