@@ -118,13 +118,13 @@ def test_texts(name: str) -> list[str]:
     return list(load_corpus(preset.corpus).splits["test"]["text"])
 
 
-def fasttext_anchor(bundle, workdir: Path):
-    """fastText trained on the bag's own training rows with its settings; predict(list of texts)."""
+def fasttext_anchor(bundle, workdir: Path, preset: str):
+    """fastText trained on the bag's own training rows (``preset``'s corpus) with its settings."""
     import fasttext
     from bag_vs_fasttext import FASTTEXT, fasttext_text
     from lowlm.data.corpus import load_corpus
 
-    corpus = load_corpus(load_pipeline_config("sample").corpus)
+    corpus = load_corpus(load_pipeline_config(preset).corpus)
     train = corpus.splits["train"].to_dict()
     path = workdir / "train.txt"
     with open(path, "w", encoding="utf-8") as fh:
@@ -171,7 +171,7 @@ def measure(name: str, model_uri: str, texts: list[str], uri: str, repeats: int,
     paths = {"raw": lambda batch: bundle.serve(batch, params),
              "pyfunc": lambda batch: pyfunc.predict(pd.DataFrame({"text": batch}))}
     if getattr(getattr(bundle.model, "config", None), "kind", None) == "bag_of_ngrams":
-        ft, prepare = fasttext_anchor(bundle, workdir)
+        ft, prepare = fasttext_anchor(bundle, workdir, MODELS[name][1][0])
         prepared = dict(zip(texts, prepare(texts)))
         paths["fasttext"] = lambda batch: ft.predict([prepared[t] for t in batch])
     servers = []
