@@ -415,8 +415,10 @@ class Bench:
             if missing:
                 log(f"[{name}] {variant}: needs {missing} first, skipped")
                 continue
-            methods = [m for m in combination_methods(done) if self.combine is None or m in self.combine]
-            for method in methods if variant == "combined" else [None]:
+            methods = [None]  # one run, or one per combination
+            if variant == "combined":
+                methods = [m for m in combination_methods(done) if self.combine is None or m in self.combine]
+            for method in methods:
                 key = f"{variant}:{method}" if method else variant
                 done = {**self.records(data), **done}
                 if key in done:

@@ -36,12 +36,13 @@ TEXTS = ["my card was declined at the till", "how do I reset my password", "I wa
          "send money to my landlord", "my card has not arrived yet", "why was I charged twice"]
 
 
-def anchor_server(model_uri: str, port: int, log_dir: Path, uri: str) -> Server:
+def anchor_server(model_uri: str, port: int, log_dir: Path, uri: str, env: dict | None = None) -> Server:
+    """A bare ``mlflow models serve`` of ``model_uri`` on 127.0.0.1:``port``, one worker (``env`` added)."""
     url = f"http://{HOST}:{port}"
     command = [str(BIN / "mlflow"), "models", "serve", "-m", model_uri, "--env-manager", "local", "--host", HOST,
                "--port", str(port), "--workers", "1"]
     return _start("anchor model server", command, url, f"{url}/ping", log_dir / f"anchor-{port}.log",
-                  {"MLFLOW_TRACKING_URI": uri})
+                  {"MLFLOW_TRACKING_URI": uri, **(env or {})})
 
 
 def timed(url: str, body: bytes) -> float:

@@ -59,8 +59,9 @@ import mlflow  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-from flows.servers import BIN, HOST, _start, free_port, start_model_server  # noqa: E402
+from flows.servers import BIN, free_port, start_model_server  # noqa: E402
 from lowlm.config import load_pipeline_config  # noqa: E402
+from rest_latency import anchor_server, percentile  # noqa: E402
 from tasks._stage import tracking_uri  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
@@ -83,11 +84,6 @@ def code_digest() -> str:
     for f in CODE:
         h.update((ROOT / f).read_bytes())
     return h.hexdigest()[:12]
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
 # -- the models -------------------------------------------------------------------------------------------
@@ -149,15 +145,6 @@ def rest_call(url: str):
     return call
 
 
-def anchor_server(model_uri: str, log_dir: Path, uri: str, env: dict):
-    port = free_port()
-    url = f"http://{HOST}:{port}"
-    command = [str(BIN / "mlflow"), "models", "serve", "-m", model_uri, "--env-manager", "local", "--host", HOST,
-               "--port", str(port), "--workers", "1"]
-    return _start("mlflow models serve", command, url, f"{url}/ping", log_dir / f"anchor-{port}.log",
-                  {"MLFLOW_TRACKING_URI": uri, **env})
-
-
 def measure(name: str, model_uri: str, texts: list[str], uri: str, repeats: int, requests: int, key: dict) -> list[dict]:
     done = [r for r in records() if r["key"] == key]
     if len(done) >= repeats:
@@ -178,7 +165,7 @@ def measure(name: str, model_uri: str, texts: list[str], uri: str, repeats: int,
     try:
         env = {"OMP_NUM_THREADS": str(key["threads"])}  # torch's intra-op threads in the servers, as in here
         servers = [start_model_server(model_uri, free_port(), workdir, uri, env=env),
-                   anchor_server(model_uri, workdir, uri, env)]
+                   anchor_server(model_uri, free_port(), workdir, uri, env)]
         for server in servers:
             server.wait(300)
         paths["rest"], paths["mlflow-serve"] = rest_call(servers[0].url), rest_call(servers[1].url)
@@ -191,8 +178,8 @@ def measure(name: str, model_uri: str, texts: list[str], uri: str, repeats: int,
                         call(batch)
                 times = {p: [] for p in paths}
                 for i in range(requests):
+                    batch = [texts[(i * size + j) % len(texts)] for j in range(size)]
                     for p, call in paths.items():  # in alternation: machine noise hits every path alike
-                        batch = [texts[(i * size + j) % len(texts)] for j in range(size)]
                         start = time.perf_counter()
                         call(batch)
                         times[p].append(time.perf_counter() - start)
